@@ -1,0 +1,66 @@
+# alm — two commands on a fresh machine: `make demo` (train + sample) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Pin torch so a fresh venv gets a known build (override: make test TORCH_SPEC='torch>=2.6').
+TORCH_SPEC ?= torch==2.13.0
+RUNS ?= runs
+DEMO_RUN ?= demo
+
+.DEFAULT_GOAL := help
+.PHONY: help install dev demo test test-fast lint fmt check-device bench clean
+
+help:
+	@echo "make demo          train the micro model on the built-in corpus, then sample from it"
+	@echo "make test          run the test suite (creates .venv with dev extras if missing)"
+	@echo "make lint | fmt    ruff check + format check | apply ruff format and fixes"
+	@echo "make check-device  show devices, backends and the precision alm would use"
+	@echo "make bench         run the benchmarks (figures go to docs/BENCHMARKS.md)"
+	@echo "make clean         remove caches and build outputs (keeps data/ and runs/)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+dev: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed
+	$(BIN)/alm train --run $(DEMO_RUN) --overwrite
+	$(BIN)/alm sample $(DEMO_RUN) --prompt "ROMEO:" --max-tokens 200 --seed 0
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q
+
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+fmt: $(VENV)/.installed-dev
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+check-device: $(VENV)/.installed
+	$(BIN)/alm doctor
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/alm bench train --model micro
+	$(BIN)/alm bench train --model pico
+	$(BIN)/alm bench sample --model pico
+	$(BIN)/alm bench pack
+
+clean:
+	rm -rf build dist .pytest_cache .ruff_cache .hypothesis src/*.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

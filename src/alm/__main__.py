@@ -1,0 +1,3 @@
+from alm.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""The `alm` command line: a thin Typer layer over the library."""
