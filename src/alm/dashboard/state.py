@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-Status = Literal["running", "finished", "interrupted", "failed", "stale", "new"]
+from alm.runs import RunStatus
 
 # How many step records the ETA and tok/s averages look back over.
 RECENT_STEPS = 20
@@ -92,6 +92,8 @@ class RunState:
     feed: deque[FeedItem] = field(default_factory=lambda: deque(maxlen=FEED_LIMIT))
     samples: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=SAMPLE_LIMIT))
     checkpoints: dict[str, int] = field(default_factory=dict)  # kind or "step-N" -> step
+    feed_total: int = 0  # items ever added to `feed` (a bounded deque), so views can append only the new ones
+    samples_total: int = 0
     events_seen: int = 0
     version: int = 0  # bumped on every change so views redraw only when something changed
 
@@ -145,13 +147,14 @@ class RunState:
             self.best_val_loss = best
         val = _num(e.get("val_loss"))
         ppl = _num(e.get("val_ppl"))
-        text = f"eval  val loss {_fmt(val)}  ppl {_fmt(ppl, 2)}"
+        text = f"val loss {_fmt(val)}  ppl {_fmt(ppl, 2)}"
         if val is not None and best is not None and val <= best:
             text += "  (best)"
         self._feed(t, "eval", step, text)
 
     def _on_sample(self, e: dict[str, Any], t: float) -> None:
         self.samples.append(e)
+        self.samples_total += 1
 
     def _on_checkpoint(self, e: dict[str, Any], t: float) -> None:
         step = _int(e.get("step"))
@@ -159,7 +162,7 @@ class RunState:
         key = f"step-{step}" if kind == "step" else kind
         if step is not None:
             self.checkpoints[key] = step
-        self._feed(t, "checkpoint", step, f"checkpoint {kind}  {e.get('path', '')}")
+        self._feed(t, "checkpoint", step, f"{kind}  {e.get('path', '')}")
 
     def _on_warning(self, e: dict[str, Any], t: float) -> None:
         self._feed(t, "warning", _int(e.get("step")), str(e.get("message", "")))
@@ -178,22 +181,20 @@ class RunState:
 
     def _feed(self, t: float, kind: str, step: int | None, text: str) -> None:
         self.feed.append(FeedItem(t, kind, step, text))
+        self.feed_total += 1
 
     # --- derived values -------------------------------------------------------------------------------------
-    def status(self, trainer_alive: bool) -> Status:
-        """running / finished / interrupted / failed from the last stop event and whether the trainer lives.
-
-        `stale` is a run whose trainer vanished without writing a stop event (killed, machine slept, OOM)."""
+    def status(self, trainer_alive: bool) -> RunStatus:
+        """The same rule as `alm.runs.run_status`, kept incrementally: a live trainer is running; otherwise the
+        last start/stop decides, and a trainer that vanished without a stop event (killed, OOM) has failed."""
+        if trainer_alive:
+            return "running"
         if self.stop is not None:
             reason = self.stop.get("reason")
             if reason == "finished":
                 return "finished"
             return "interrupted" if reason == "interrupted" else "failed"
-        if self.error is not None:
-            return "failed"
-        if trainer_alive:
-            return "running"
-        return "new" if self.start is None else "stale"
+        return "unknown" if self.start is None else "failed"
 
     @property
     def progress(self) -> float | None:

@@ -1,0 +1,220 @@
+"""The decoder: embeddings → N × (attention, FFN) blocks → norm → LM head. Read this file top to bottom."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alm.errors import UsageError
+from alm.model.attention import Attention, AttentionContext
+from alm.model.cache import KVCache
+from alm.model.config import ModelConfig
+from alm.model.ffn import DualFFN, RouterOutput, make_ffn
+from alm.model.norms import make_norm
+from alm.model.positions import RotaryEmbedding, alibi_bias, alibi_slopes
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor  # [B, T, V] (or the last `logits_to_keep` positions)
+    loss: torch.Tensor | None  # mean cross-entropy over targets != -100; excludes aux_loss
+    aux_loss: torch.Tensor  # scalar: router balance + z-loss, weighted, mean over routed layers (0 without)
+    router_stats: dict[str, torch.Tensor] | None  # per-layer "frac_large", "overflow" [n_layers], on device
+
+
+class Block(nn.Module):
+    """One transformer layer. Pre-norm: x + f(norm(x)); post-norm (the 2017 original): norm(x + f(x))."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.pre_norm = cfg.norm_position == "pre"
+        self.attn_norm = make_norm(cfg)
+        self.attn = Attention(cfg)
+        self.ffn_norm = make_norm(cfg)
+        self.ffn = make_ffn(cfg)
+        self.routed = isinstance(self.ffn, DualFFN)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self, x: torch.Tensor, ctx: AttentionContext, cache: KVCache | None, layer: int
+    ) -> tuple[torch.Tensor, RouterOutput | None]:
+        if self.pre_norm:
+            x = x + self.dropout(self.attn(self.attn_norm(x), ctx, cache, layer))
+            h, routed = self._ffn(self.ffn_norm(x))
+            return x + self.dropout(h), routed
+        x = self.attn_norm(x + self.dropout(self.attn(x, ctx, cache, layer)))
+        h, routed = self._ffn(x)
+        return self.ffn_norm(x + self.dropout(h)), routed
+
+    def _ffn(self, x: torch.Tensor) -> tuple[torch.Tensor, RouterOutput | None]:
+        if self.routed:
+            return self.ffn(x)
+        return self.ffn(x), None
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        vocab = config.require_vocab()
+        self.tok_emb = nn.Embedding(vocab, config.d_model)
+        self.pos_emb = nn.Embedding(config.max_seq_len, config.d_model) if config.position == "learned" else None
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        # Post-norm blocks already end in a norm; pre-norm needs one before the head.
+        self.norm = make_norm(config) if config.norm_position == "pre" else nn.Identity()
+        self.head = nn.Linear(config.d_model, vocab, bias=False)
+        if config.tie_embeddings:
+            self.head.weight = self.tok_emb.weight
+        self.rope = (
+            RotaryEmbedding(config.head_dim, config.max_seq_len, config.rope_theta)
+            if config.position == "rope"
+            else None
+        )
+        if config.position == "alibi":
+            self.register_buffer("alibi_slopes", alibi_slopes(config.n_heads), persistent=False)
+        self.init_weights()
+
+    # -- initialisation ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """GPT-2 init: N(0, init_std) for matrices and embeddings, zero biases, unit norms, and the projections
+        that write into the residual stream scaled by 1/sqrt(2·n_layers) so its variance does not grow with
+        depth. With a tied head this gives an initial loss of ≈ ln(vocab) on random tokens."""
+        std = self.config.init_std
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+            elif hasattr(module, "reset_parameters") and not isinstance(module, nn.Linear | nn.Embedding):
+                module.reset_parameters()  # norms
+        residual_std = std / math.sqrt(2 * self.config.n_layers)
+        for name, param in self.named_parameters():
+            if name.endswith(("attn.proj.weight", "down.weight")):
+                nn.init.normal_(param, mean=0.0, std=residual_std)
+        if self.rope is not None:
+            self.rope.reset_buffers()
+        if self.config.position == "alibi":
+            self.alibi_slopes.copy_(alibi_slopes(self.config.n_heads))
+
+    # -- forward -------------------------------------------------------------------------------------------------
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        *,
+        logits_to_keep: int | None = None,
+    ) -> ModelOutput:
+        """idx [B, T] token ids. With a cache, they continue the cached sequence (prefill, chunk, or one token).
+        `logits_to_keep=n` computes logits for the last n positions only (sampling needs just the last)."""
+        if idx.ndim != 2:
+            raise UsageError(f"expected token ids shaped [batch, time], got shape {tuple(idx.shape)}")
+        B, T = idx.shape
+        start = cache.length if cache is not None else 0
+        end = start + T
+        if end > self.config.max_seq_len:
+            raise UsageError(
+                f"{end} tokens exceed the model's context length max_seq_len={self.config.max_seq_len}",
+                hint="shorten the prompt / sequence, or train a model with a larger max_seq_len",
+            )
+        if cache is not None:
+            cache.check_fits(B, T)
+        if targets is not None and logits_to_keep is not None:
+            raise UsageError("logits_to_keep cannot be combined with targets: the loss needs every position")
+
+        x = self.tok_emb(idx)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb.weight[start:end]
+        x = self.dropout(x)
+        ctx = self._attention_context(start, end, self._compute_dtype(x))
+
+        routed: list[RouterOutput] = []
+        for i, layer in enumerate(self.layers):
+            x, r = layer(x, ctx, cache, i)
+            if r is not None:
+                routed.append(r)
+        if cache is not None:
+            cache.advance(T)
+
+        x = self.norm(x)
+        if logits_to_keep is not None:
+            x = x[:, -logits_to_keep:]
+        logits = self.head(x)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        if routed:
+            aux_loss = torch.stack([r.aux_loss for r in routed]).mean()
+            stats = {
+                "frac_large": torch.stack([r.frac_large for r in routed]),
+                "overflow": torch.stack([r.overflow for r in routed]),
+            }
+        else:
+            aux_loss, stats = torch.zeros((), device=logits.device), None
+        return ModelOutput(logits=logits, loss=loss, aux_loss=aux_loss, router_stats=stats)
+
+    def _attention_context(self, start: int, end: int, dtype: torch.dtype) -> AttentionContext:
+        """Positions and masking for queries at [start, end) over keys [0, end), shared by all layers."""
+        rope = self.rope(start, end, dtype) if self.rope is not None else None
+        if self.config.position == "alibi":  # the bias carries the causal mask too
+            return AttentionContext(rope, alibi_bias(self.alibi_slopes, start, end, dtype), False)
+        T = end - start
+        if start == 0 or T == 1:  # square causal, or one new query that may see every cached key
+            return AttentionContext(rope, None, start == 0 and T > 1)
+        # Chunked prefill: SDPA's is_causal aligns top-left, but these queries sit at the bottom-right.
+        device = self.tok_emb.weight.device
+        query_pos = torch.arange(start, end, device=device)
+        mask = torch.arange(end, device=device)[None, :] <= query_pos[:, None]
+        return AttentionContext(rope, mask, False)
+
+    @staticmethod
+    def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+        """The dtype attention will see: autocast's if it is on, else the activations'."""
+        device_type = x.device.type
+        if torch.is_autocast_enabled(device_type):
+            return torch.get_autocast_dtype(device_type)
+        return x.dtype
+
+    # -- utilities -----------------------------------------------------------------------------------------------
+    def new_cache(
+        self,
+        batch_size: int,
+        max_len: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> KVCache:
+        """A preallocated KV cache for `batch_size` sequences of up to `max_len` (default max_seq_len) tokens.
+        Defaults to the model's device and parameter dtype; pass the autocast dtype when decoding under it."""
+        cfg = self.config
+        max_len = cfg.max_seq_len if max_len is None else max_len
+        if not 0 < max_len <= cfg.max_seq_len:
+            raise UsageError(f"cache max_len={max_len} must be in 1..max_seq_len={cfg.max_seq_len}")
+        weight = self.tok_emb.weight
+        return KVCache(
+            cfg.n_layers,
+            batch_size,
+            cfg.kv_heads,
+            cfg.head_dim,
+            max_len,
+            device=weight.device if device is None else device,
+            dtype=weight.dtype if dtype is None else dtype,
+        )
+
+    def num_params(self, exclude_embeddings: bool = False) -> int:
+        """Unique parameters (a tied head counts once). Excluding embeddings drops the token table and the
+        learned position table; an untied output head stays in, as it is a matmul every token pays for."""
+        total = sum(p.numel() for p in self.parameters())
+        if exclude_embeddings:
+            total -= self.tok_emb.weight.numel()
+            if self.pos_emb is not None:
+                total -= self.pos_emb.weight.numel()
+        return total
