@@ -38,7 +38,9 @@ def test_tail_reads_only_new_complete_lines(tmp_path: Path) -> None:
 
 def test_tail_skips_malformed_lines_and_restarts_on_truncation(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
-    path.write_text('{"type": "step", "step": 1}\nnot json\n[1, 2]\n{"no_type": 1}\n{"type": "step", "step": 2}\n')
+    path.write_text(
+        '{"type": "step", "step": 1}\nnot json\n[1, 2]\n{"no_type": 1}\n{"type": "step", "step": 2}\n'
+    )
     tail = EventTail(path)
     assert [e["step"] for e in tail.poll()] == [1, 2]
     assert tail.bad_lines == 3
@@ -99,7 +101,9 @@ def test_status_rules(tmp_path: Path) -> None:
 
 def test_state_ignores_unknown_and_partial_events() -> None:
     state = RunState("r")
-    state.extend([{"type": "future-thing", "x": 1}, {"type": "step"}, {"type": "step", "step": 3, "loss": None}])
+    state.extend(
+        [{"type": "future-thing", "x": 1}, {"type": "step"}, {"type": "step", "step": 3, "loss": None}]
+    )
     assert state.step == 3 and len(state.loss) == 0
     assert state.events_seen == 3
 

@@ -64,7 +64,9 @@ def test_launch_detaches_and_sigint_stops_the_trainer(tmp_path: Path, scripted_t
     try:
         assert trainer.log_path == runs / "r1" / "train.log"
         wait_for(lambda: "training" in tail_text(trainer.log_path))
-        assert os.getsid(trainer.pid) == trainer.pid != os.getsid(0)  # its own session: our terminal never reaches it
+        assert (
+            os.getsid(trainer.pid) == trainer.pid != os.getsid(0)
+        )  # its own session: our terminal never reaches it
         assert trainer.alive
         trainer.interrupt()
         wait_for(lambda: trainer.poll() is not None)

@@ -1,4 +1,4 @@
-"""Fixtures for sampling/eval tests: the shipped corpus and a tiny real tokenizer trained on it."""
+"""Fixtures for sampling/eval tests: the shipped corpus, and a tiny real tokenizer and packed data built from it."""
 
 from __future__ import annotations
 
@@ -6,23 +6,20 @@ import lzma
 from importlib.resources import files
 
 import pytest
-import torch
+from sample_helpers import PARROT_CONTINUATION, PARROT_PROMPT, memorize, single_thread, tiny_model
 
-from alm.data.config import TokenizerConfig
-from alm.tokenizer import Tokenizer, train_tokenizer
+from alm.data.config import DataConfig, SourceConfig, TokenizerConfig
+from alm.data.pipeline import DataPaths, ensure_dataset
+from alm.tokenizer import Tokenizer
 
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine a second spinning OpenMP thread
-    makes each small matmul wait on the other test processes (measured: 5 ms -> 700 ms per step)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with single_thread():
+        yield
 
 
-# A few KB of the shipped corpus is plenty for a 300-token BPE and keeps the fixture well under a second.
+# A few KB of the shipped corpus is plenty for a 300-token BPE and keeps the data fixture well under a second.
 CORPUS_CHARS = 20_000
 
 
@@ -34,7 +31,28 @@ def corpus_text() -> str:
 
 
 @pytest.fixture(scope="session")
-def tokenizer(corpus_text, tmp_path_factory) -> Tokenizer:
-    out = tmp_path_factory.mktemp("tokenizer")
-    docs = corpus_text.split("\n\n")
-    return train_tokenizer(docs, out, TokenizerConfig(vocab_size=300, min_frequency=2), corpus_sha256="tests")
+def dataset(corpus_text, tmp_path_factory) -> DataPaths:
+    """Clean text, a 300-token BPE and packed shards, built by the real data pipeline from a local file."""
+    root = tmp_path_factory.mktemp("data")
+    source = root / "corpus.txt"
+    source.write_text(corpus_text, encoding="utf-8")
+    cfg = DataConfig(
+        sources=[SourceConfig(type="local", paths=[str(source)])],
+        root=root / "data",
+        tokenizer=TokenizerConfig(vocab_size=300),
+    )
+    return ensure_dataset(cfg)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(dataset) -> Tokenizer:
+    return Tokenizer.load(dataset.tokenizer_path)
+
+
+@pytest.fixture(scope="session")
+def parrot(tokenizer):
+    """(model, new tokens): a real model trained until greedy decoding of PARROT_PROMPT reproduces
+    PARROT_CONTINUATION, which has an emoji and CJK split into byte tokens and a multi-token "END"."""
+    ids = tokenizer.encode(PARROT_PROMPT + PARROT_CONTINUATION)
+    model = memorize(tiny_model(tokenizer.vocab_size, max_seq_len=64), [ids])
+    return model, len(ids) - len(tokenizer.encode(PARROT_PROMPT))

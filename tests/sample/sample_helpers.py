@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -9,6 +11,22 @@ import torch
 from alm.config import to_dict
 from alm.model import ModelConfig, Transformer
 from alm.tokenizer import Tokenizer
+
+# What the `parrot` fixture's model has memorised (an emoji and CJK split into byte tokens, a multi-token "END").
+PARROT_PROMPT = "ROMEO:"
+PARROT_CONTINUATION = " go 🙂漢字 now, THE END of it"
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Tiny models gain nothing from threads, and on a shared 2-core machine a second spinning OpenMP thread
+    makes each small matmul wait on the other test processes (measured: 5 ms -> 700 ms per training step)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def tiny_config(vocab_size: int, **overrides) -> ModelConfig:
@@ -45,21 +63,25 @@ def memorize(
     torch.manual_seed(0)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(steps):
-        loss = model(x, targets=y).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    with single_thread():
+        for _ in range(steps):
+            loss = model(x, targets=y).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
     return model.eval()
 
 
-def save_run(run_dir: Path, model: Transformer, tokenizer: Tokenizer, *, step: int = 10) -> Path:
+def save_run(
+    run_dir: Path, model: Transformer, tokenizer: Tokenizer, *, step: int = 10, data_root: Path | None = None
+) -> Path:
     """A run directory in the contract layout, written with the training engineer's atomic checkpoint writer."""
     from alm.train.checkpoint import atomic_link, atomic_save
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "tokenizer.json").write_bytes(Path(tokenizer.path).read_bytes())
-    config = {"model": to_dict(model.config), "train": {}, "data": {"root": str(run_dir / "no-data")}}
+    data_root = data_root if data_root is not None else run_dir / "no-data"
+    config = {"model": to_dict(model.config), "train": {}, "data": {"root": str(data_root)}}
     (run_dir / "config.yaml").write_text("# written by tests/sample\n")
     ckpt = {
         "format": "alm-checkpoint",

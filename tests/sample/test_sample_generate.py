@@ -6,7 +6,7 @@ import threading
 
 import pytest
 import torch
-from sample_helpers import memorize, tiny_model
+from sample_helpers import PARROT_CONTINUATION, PARROT_PROMPT, tiny_model
 
 from alm.errors import UsageError
 from alm.sample import GenerationInfo, SamplingConfig, generate, generate_tokens, slide_keep
@@ -132,16 +132,7 @@ def test_an_empty_token_prompt_is_a_usage_error():
 
 # --- text level: a tiny model that has memorised one continuation, decoded by the real tokenizer ----------
 
-PROMPT = "ROMEO:"
-CONTINUATION = " go 🙂漢字 now, THE END of it"
-
-
-@pytest.fixture(scope="module")
-def parrot(tokenizer):
-    """A real model trained until greedy decoding of PROMPT reproduces CONTINUATION."""
-    ids = tokenizer.encode(PROMPT + CONTINUATION)
-    model = memorize(tiny_model(tokenizer.vocab_size, max_seq_len=64), [ids])
-    return model, len(ids) - len(tokenizer.encode(PROMPT))
+PROMPT, CONTINUATION = PARROT_PROMPT, PARROT_CONTINUATION
 
 
 def test_emoji_and_cjk_stream_without_replacement_characters(parrot, tokenizer):

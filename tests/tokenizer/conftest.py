@@ -12,7 +12,9 @@ from alm.tokenizer import Tokenizer, train_tokenizer
 
 
 def shakespeare_documents(max_chars: int = 60_000) -> list[str]:
-    with lzma.open(files("alm") / "resources" / "corpora" / "tinyshakespeare.txt.xz", "rt", encoding="utf-8") as f:
+    with lzma.open(
+        files("alm") / "resources" / "corpora" / "tinyshakespeare.txt.xz", "rt", encoding="utf-8"
+    ) as f:
         text = f.read(max_chars)
     return [d for d in text.split("\n\n") if d.strip()]
 

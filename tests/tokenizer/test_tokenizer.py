@@ -98,19 +98,25 @@ def test_up_to_date_tokenizer_is_reused_and_changes_are_refused(tmp_path, docume
     with pytest.raises(DataError, match="corpus_sha256 changed"):
         train_tokenizer(documents, tmp_path, cfg, corpus_sha256="b")
     assert Tokenizer.load(tmp_path).fingerprint == first.fingerprint  # refused: nothing lost
-    forced = train_tokenizer(documents, tmp_path, TokenizerConfig(vocab_size=310), corpus_sha256="a", force=True)
+    forced = train_tokenizer(
+        documents, tmp_path, TokenizerConfig(vocab_size=310), corpus_sha256="a", force=True
+    )
     assert forced.vocab_size == 310
 
 
 def test_sample_caps_bound_the_training_text(tmp_path, documents) -> None:
     cfg = TokenizerConfig(vocab_size=300, max_bytes=5_000, max_lines=10_000)
     meta = json.loads(
-        train_tokenizer(documents, tmp_path / "b", cfg, corpus_sha256="x").path.with_name(META_FILE).read_text()
+        train_tokenizer(documents, tmp_path / "b", cfg, corpus_sha256="x")
+        .path.with_name(META_FILE)
+        .read_text()
     )
     assert 0 < meta["sample"]["bytes"] <= 5_000
     cfg = TokenizerConfig(vocab_size=300, max_bytes=None, max_lines=40)
     meta = json.loads(
-        train_tokenizer(documents, tmp_path / "l", cfg, corpus_sha256="x").path.with_name(META_FILE).read_text()
+        train_tokenizer(documents, tmp_path / "l", cfg, corpus_sha256="x")
+        .path.with_name(META_FILE)
+        .read_text()
     )
     assert 0 < meta["sample"]["lines"] <= 40
 

@@ -107,7 +107,7 @@ def test_resolve_checkpoint_by_run_and_kind(tmp_path: Path) -> None:
     assert resolve_checkpoint("exp", "step-5", root=root) == run.checkpoint(5)
     assert resolve_checkpoint("exp", 5, root=root) == run.checkpoint(5)
     assert resolve_checkpoint(run.checkpoint(5)) == run.checkpoint(5)
-    with pytest.raises(DataError, match="no checkpoint best.pt"):
+    with pytest.raises(DataError, match=r"no checkpoint best\.pt"):
         resolve_checkpoint("exp", "best", root=root)
     with pytest.raises(UsageError, match="did you mean exp"):
         resolve_checkpoint("exq", root=root)
@@ -142,7 +142,7 @@ def test_sigkill_during_saves_never_leaves_a_torn_last_pt(tmp_path: Path) -> Non
 
     path = tmp_path / "last.pt"
     rng = random.Random(0)
-    for _ in range(6):
+    for _ in range(4):
         proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.05, 0.4))

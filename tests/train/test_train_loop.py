@@ -21,7 +21,6 @@ from alm.train.signals import StopRequest
 from alm.train.trainer import RunPlan, Trainer
 
 
-
 def _plan(tiny, run_dir: Path, **train: object) -> RunPlan:
     data_cfg = tiny.config()
     cfg = RunConfig(
@@ -102,7 +101,11 @@ def test_nan_steps_are_skipped_then_the_run_stops(
     warnings = [e for e in events if e["type"] == "warning"]
     assert [w["step"] for w in warnings] == [6, 7, 8]
     assert "update skipped (3/3" in warnings[-1]["message"]
-    assert events[-1]["type"] == "stop" and events[-1]["reason"] == "nan" and events[-1]["resume_command"] is None
+    assert (
+        events[-1]["type"] == "stop"
+        and events[-1]["reason"] == "nan"
+        and events[-1]["resume_command"] is None
+    )
     last = load_checkpoint(plan.run.checkpoint("last"))  # the last good checkpoint, intact
     assert last["step"] == 4
     assert all(torch.isfinite(t).all() for t in last["model"].values())
@@ -112,7 +115,9 @@ def test_nan_steps_are_skipped_then_the_run_stops(
 def test_a_single_bad_step_leaves_weights_untouched(
     tiny_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plan = _plan(tiny_data, tmp_path / "runs" / "skip", steps=4, eval_interval=0, ckpt_interval=1, keep_last=4)
+    plan = _plan(
+        tiny_data, tmp_path / "runs" / "skip", steps=4, eval_interval=0, ckpt_interval=1, keep_last=4
+    )
     _nan_after(monkeypatch, good_calls=2, bad_calls=1)  # step 3 is bad
     result = Trainer(plan).run()
     assert result.reason == "finished"

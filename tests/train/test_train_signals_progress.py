@@ -32,10 +32,10 @@ def test_second_signal_during_a_save_waits_for_the_save() -> None:
     with stop.installed():
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.reason == "SIGTERM"
-        with pytest.raises(KeyboardInterrupt):  # raised only after the critical section completed
-            with stop.critical():
-                os.kill(os.getpid(), signal.SIGINT)
-                finished.append("rename done")
+        # the second signal is raised only after the critical section completed
+        with pytest.raises(KeyboardInterrupt), stop.critical():
+            os.kill(os.getpid(), signal.SIGINT)
+            finished.append("rename done")
     assert finished == ["rename done"]
 
 

@@ -76,19 +76,26 @@ class SampleBenchResult:
         return out
 
 
-def _best_of(repeats: int, device: torch.device, run: Callable[[], list[int]]) -> tuple[float, list[int]]:
+def _interleaved_best(
+    contenders: dict[str, Callable[[], list[int]]], repeats: int, device: torch.device
+) -> dict[str, Timing]:
+    """Best time of each contender over `repeats` rounds, taking turns within each round, after one warm-up
+    run each (allocator, kernels, lazy init). Taking turns spreads other processes' load over all of them."""
     from alm.device import synchronize
 
-    run()  # warm-up: allocator, kernels, lazy init
-    best = float("inf")
-    tokens: list[int] = []
+    for run in contenders.values():
+        run()
+    best = {name: Timing(name, float("inf"), []) for name in contenders}
     for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        tokens = run()
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best, tokens
+        for name, run in contenders.items():
+            synchronize(device)
+            start = time.perf_counter()
+            tokens = run()
+            synchronize(device)
+            seconds = time.perf_counter() - start
+            if seconds < best[name].seconds:
+                best[name] = Timing(name, seconds, tokens)
+    return best
 
 
 @torch.inference_mode()
@@ -151,26 +158,18 @@ def run_sample_bench(
     prompt_ids = prompt[0].tolist()
     greedy = SamplingConfig(greedy=True, max_new_tokens=new_tokens)
 
-    def cached() -> list[int]:
-        return list(generate_tokens(model, prompt_ids, greedy, device=device))
-
-    timings = {}
-    for name, run in (
-        ("cached", cached),
-        ("recompute", lambda: _recompute_greedy(model, prompt, new_tokens)),
-    ):
-        seconds, tokens = _best_of(repeats, device, run)
-        timings[name] = Timing(name, seconds, tokens)
-
-    hf_timing = None
+    contenders: dict[str, Callable[[], list[int]]] = {
+        "cached": lambda: list(generate_tokens(model, prompt_ids, greedy, device=device)),
+        "recompute": lambda: _recompute_greedy(model, prompt, new_tokens),
+    }
     transformers_version = None
     if with_hf:
         import transformers
 
         transformers_version = transformers.__version__
         hf_model = build_hf_model(model, device)
-        seconds, tokens = _best_of(repeats, device, lambda: _hf_greedy(hf_model, prompt, new_tokens))
-        hf_timing = Timing("hf", seconds, tokens)
+        contenders["hf"] = lambda: _hf_greedy(hf_model, prompt, new_tokens)
+    timings = _interleaved_best(contenders, repeats, device)
 
     return SampleBenchResult(
         device=_describe_device(device),
@@ -184,11 +183,13 @@ def run_sample_bench(
         new_tokens=new_tokens,
         cached=timings["cached"],
         recompute=timings["recompute"],
-        hf=hf_timing,
+        hf=timings.get("hf"),
     )
 
 
-def profile_cached_decode(model_cfg, *, device: torch.device, new_tokens: int = 64, row_limit: int = 15) -> str:
+def profile_cached_decode(
+    model_cfg, *, device: torch.device, new_tokens: int = 64, row_limit: int = 15
+) -> str:
     """Where the time of cached decoding goes: torch.profiler's table of the most expensive ops."""
     from torch.profiler import ProfilerActivity, profile
 

@@ -19,13 +19,17 @@ ThemeOption = Annotated[
 
 
 @handle_errors
-def dashboard(run: RunArgument = None, runs_dir: RunsDirOption = Path("runs"), theme: ThemeOption = "ansi-dark") -> None:
+def dashboard(
+    run: RunArgument = None, runs_dir: RunsDirOption = Path("runs"), theme: ThemeOption = "ansi-dark"
+) -> None:
     """Watch runs live, start/stop/resume training and sample checkpoints (q quits, ? helps)."""
     open_dashboard(run, runs_dir, theme)
 
 
 @handle_errors
-def tui(run: RunArgument = None, runs_dir: RunsDirOption = Path("runs"), theme: ThemeOption = "ansi-dark") -> None:
+def tui(
+    run: RunArgument = None, runs_dir: RunsDirOption = Path("runs"), theme: ThemeOption = "ansi-dark"
+) -> None:
     """Alias of `alm dashboard`."""
     open_dashboard(run, runs_dir, theme)
 

@@ -66,8 +66,7 @@ def train(
 ) -> None:
     """Train a model: with no arguments, the micro preset on the built-in Shakespeare corpus (a few minutes on a CPU).
 
-    Builds the cleaned text, tokenizer and shards first when they are missing. Ctrl+C stops after the current
-    step and saves a checkpoint; `alm resume RUN` continues bit-exactly.
+    Builds the cleaned text, tokenizer and shards first when they are missing. Ctrl+C stops after the current step and saves a checkpoint; `alm resume RUN` continues exactly where it stopped.
     """
     from alm.train.launch import plan_train
 

@@ -11,9 +11,10 @@ import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
+from typing import ClassVar
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
 from alm.dashboard.screens.help import HelpScreen
@@ -41,10 +42,10 @@ DEFAULT_THEME = "ansi-dark"  # the terminal's own palette
 
 
 class DashboardApp(App[None]):
-    CSS_PATH = "dashboard.tcss"
+    CSS_PATH = Path(__file__).with_name("dashboard.tcss")  # absolute, so subclasses elsewhere find it
     TITLE = "alm dashboard"
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+c", "stop_training", "Stop training", priority=True),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
@@ -97,19 +98,21 @@ class DashboardApp(App[None]):
         if self._ticks % RUNS_EVERY == 0:
             changed = self.book.refresh(self._live_children())
         else:
-            for screen in self._run_screens():
-                changed |= screen.run_watch.poll(child_alive=screen.run_name in self._live_children())
-        self.stopping = {name for name in self.stopping if name in self.book.watches and self.book.watches[name].alive}
+            for screen in self.screen_stack:
+                if isinstance(screen, RunScreen):
+                    changed |= screen.run_watch.poll(child_alive=screen.run_name in self._live_children())
+        self.stopping = {
+            name for name in self.stopping if name in self.book.watches and self.book.watches[name].alive
+        }
         if changed or self._ticks % RUNS_EVERY == 0:
             self.refresh_views()
 
     def refresh_views(self) -> None:
-        for screen in self.screen_stack:
+        """Redraw the screen being looked at (under any dialog); the others catch up when they are resumed."""
+        for screen in reversed(self.screen_stack):
             if isinstance(screen, RunsScreen | RunScreen):
                 screen.refresh_data()
-
-    def _run_screens(self) -> list[RunScreen]:
-        return [s for s in self.screen_stack if isinstance(s, RunScreen)]
+                return
 
     def _reap(self) -> None:
         """Collect trainers that exited and say how each ended."""
@@ -127,9 +130,14 @@ class DashboardApp(App[None]):
                 self.notify(f"{name}: stopped, checkpoint saved. Press r to resume.", title="Training")
             else:
                 last = trainer.log_tail(1) or "no output"
-                self.exit_notes[name] = f"trainer failed (exit {code}): {last} — see the Log tab ({trainer.log_path})"
+                self.exit_notes[name] = (
+                    f"trainer failed (exit {code}): {last} — see the Log tab ({trainer.log_path})"
+                )
                 self.notify(
-                    f"{name}: training failed (exit {code}).\n{last}", title="Training", severity="error", timeout=15
+                    f"{name}: training failed (exit {code}).\n{last}",
+                    title="Training",
+                    severity="error",
+                    timeout=15,
                 )
             if name in self.book.watches:
                 self.book.watches[name].poll()
@@ -178,7 +186,9 @@ class DashboardApp(App[None]):
             return None
         self.trainers[run] = trainer
         self.exit_notes.pop(run, None)
-        self.notify(f"{run}: trainer started (pid {trainer.pid}); output in {trainer.log_path}", title="Training")
+        self.notify(
+            f"{run}: trainer started (pid {trainer.pid}); output in {trainer.log_path}", title="Training"
+        )
         self.open_run(run)
         return trainer
 
@@ -241,12 +251,20 @@ class DashboardApp(App[None]):
     # --- command palette --------------------------------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield SystemCommand("New run", "Start training a new run (alm train) in the background", self.action_new_run)
-        yield SystemCommand("Stop training", "Ask the open/selected run to stop safely (Ctrl+C)", self.action_stop_training)
-        yield SystemCommand("Resume run", "Continue the open/selected run from last.pt (alm resume)", self.action_resume_run)
+        yield SystemCommand(
+            "New run", "Start training a new run (alm train) in the background", self.action_new_run
+        )
+        yield SystemCommand(
+            "Stop training", "Ask the open/selected run to stop safely (Ctrl+C)", self.action_stop_training
+        )
+        yield SystemCommand(
+            "Resume run", "Continue the open/selected run from last.pt (alm resume)", self.action_resume_run
+        )
         yield SystemCommand("Runs", "Back to the list of runs", self.action_show_runs)
         yield SystemCommand("Help", "Keys and what each view shows", self.action_help)
         for watch in self.book.ordered():
             yield SystemCommand(
-                f"Open run {watch.name}", f"{watch.status}, step {watch.state.step}", partial(self.open_run, watch.name)
+                f"Open run {watch.name}",
+                f"{watch.status}, step {watch.state.step}",
+                partial(self.open_run, watch.name),
             )

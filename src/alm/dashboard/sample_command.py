@@ -39,18 +39,24 @@ def parse_sample_line(line: str, *, run_dir: Path) -> list[SampleRequest]:
     try:
         words = shlex.split(line)
     except ValueError as exc:
-        raise UsageError(f"cannot parse the command line: {exc}", hint='quote the prompt: --prompt "…"') from None
+        raise UsageError(
+            f"cannot parse the command line: {exc}", hint='quote the prompt: --prompt "…"'
+        ) from None
     if words[:2] == ["alm", "sample"]:
         words = words[2:]
     elif words[:1] == ["sample"]:
         words = words[1:]
     else:
-        raise UsageError("a command line here must start with `alm sample`", hint='e.g. alm sample --prompt "Hi"')
+        raise UsageError(
+            "a command line here must start with `alm sample`", hint='e.g. alm sample --prompt "Hi"'
+        )
     params = _parse(words, run_dir)
     if params["prompt"] is None:
         raise UsageError("the command line has no --prompt", hint='add --prompt "…"')
     if params["prompt"] == "-":
-        raise UsageError("--prompt - reads stdin, which the dashboard does not have", hint="type the prompt instead")
+        raise UsageError(
+            "--prompt - reads stdin, which the dashboard does not have", hint="type the prompt instead"
+        )
     if params["num_samples"] < 1:
         raise UsageError(f"--num-samples must be at least 1, got {params['num_samples']}")
     options = {

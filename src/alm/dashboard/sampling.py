@@ -55,7 +55,9 @@ class SamplerSession:
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
         self.loaded: LoadedModel | None = None
-        self.last_info: Any = None  # alm.sample.GenerationInfo of the latest sample (seed, trimming, stop reason)
+        self.last_info: Any = (
+            None  # alm.sample.GenerationInfo of the latest sample (seed, trimming, stop reason)
+        )
         self.lock = threading.Lock()
 
     @property
@@ -85,7 +87,9 @@ class SamplerSession:
         try:
             cfg = from_dict(SamplingConfig, request.options, source="sampling options")
             loaded = self.load(request.checkpoint, request.device)
-            stream = generate(loaded.model, loaded.tokenizer, request.prompt, cfg, device=loaded.device, cancel=cancel)
+            stream = generate(
+                loaded.model, loaded.tokenizer, request.prompt, cfg, device=loaded.device, cancel=cancel
+            )
             self.last_info = stream.info
             yield from stream
         finally:

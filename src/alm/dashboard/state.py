@@ -115,7 +115,11 @@ class RunState:
 
     # --- one handler per event type -------------------------------------------------------------------------
     def _on_start(self, e: dict[str, Any], t: float) -> None:
-        self.start, self.stop, self.error = e, None, None  # a resume appends a new start: the run is live again
+        self.start, self.stop, self.error = (
+            e,
+            None,
+            None,
+        )  # a resume appends a new start: the run is live again
         self.total_steps = _int(e.get("total_steps")) or self.total_steps
         self.recent_step_times.clear()
         resumed = e.get("resumed_from")

@@ -7,6 +7,7 @@ trainer finishes its step, writes last.pt, emits a `stop` event and exits 130.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -36,6 +37,8 @@ class TrainRequest:
     model: str = "micro"  # a preset name or a model config path
     steps: int | None = None  # None: the train preset's default
     device: str = "auto"
+    train: str | None = None  # a train preset or file; None: `alm train`'s default
+    data: str | None = None  # a corpus.yaml or data directory; None: the built-in corpus
     overrides: tuple[str, ...] = ()
 
     def validate(self, runs_dir: Path) -> None:
@@ -45,12 +48,24 @@ class TrainRequest:
                 hint="use letters, digits, '.', '_' or '-' (no spaces or slashes)",
             )
         if RunDir(runs_dir / self.run).is_populated():
-            raise UsageError(f"run {self.run!r} already exists in {runs_dir}", hint="pick another name, or resume it")
+            raise UsageError(
+                f"run {self.run!r} already exists in {runs_dir}", hint="pick another name, or resume it"
+            )
         if self.model not in MODEL_PRESETS and not Path(self.model).is_file():
             raise UsageError(
                 f"model {self.model!r} is neither a preset nor a file",
                 hint=f"presets: {', '.join(MODEL_PRESETS)}; or the path of a model config .yaml",
             )
+        if self.train is not None and not Path(self.train).is_file():
+            from alm.train.presets import available_presets
+
+            if self.train not in available_presets():
+                raise UsageError(
+                    f"train config {self.train!r} is neither a preset nor a file",
+                    hint=f"presets: {', '.join(available_presets())}; or the path of a train config .yaml",
+                )
+        if self.data is not None and not Path(self.data).exists():
+            raise UsageError(f"data {self.data!r} not found", hint="a corpus.yaml or a data directory")
         if self.steps is not None and self.steps <= 0:
             raise UsageError(f"steps must be a positive integer, got {self.steps}")
         if self.device not in DEVICES and not re.fullmatch(r"cuda:\d+", self.device):
@@ -59,6 +74,10 @@ class TrainRequest:
     def command(self, runs_dir: Path) -> list[str]:
         argv = [*alm_argv(), "train", "--model", self.model, "--run", self.run, "--runs-dir", str(runs_dir)]
         argv += ["--device", self.device]
+        if self.train is not None:
+            argv += ["--train", self.train]
+        if self.data is not None:
+            argv += ["--data", self.data]
         sets = list(self.overrides)
         if self.steps is not None:
             sets.append(f"train.steps={self.steps}")
@@ -106,10 +125,8 @@ class Trainer:
         if not self.alive:
             return
         self.interrupts_sent += 1
-        try:
+        with contextlib.suppress(ProcessLookupError):  # it exited in between
             os.killpg(self.process.pid, signal.SIGINT)
-        except ProcessLookupError:  # exited in between
-            pass
 
     def log_tail(self, lines: int = 20) -> str:
         return tail_text(self.log_path, lines)
@@ -143,10 +160,8 @@ def launch(run: str, command: list[str], runs_dir: Path) -> Trainer:
 
 def interrupt_pid(pid: int) -> None:
     """SIGINT to a trainer this dashboard did not start (pid from train.pid): only that process."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGINT)
-    except ProcessLookupError:
-        pass
 
 
 def tail_text(path: Path, lines: int = 20, max_bytes: int = 64 * 1024) -> str:

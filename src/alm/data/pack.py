@@ -16,6 +16,7 @@ import collections
 import hashlib
 import itertools
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterable, Iterator
@@ -35,6 +36,7 @@ from alm.tokenizer.tokenizer import Tokenizer
 
 MANIFEST_FILE = "manifest.json"
 BATCH_CHARS = 1 << 20
+MAX_PIECE_CHARS = 1 << 16
 
 
 def pack_inputs(clean_stats: dict[str, Any], tokenizer: Tokenizer, cfg: PackingConfig) -> dict[str, Any]:
@@ -176,11 +178,57 @@ def batch_documents(documents: Iterable[str], batch_chars: int = BATCH_CHARS) ->
         yield batch
 
 
+def split_long_document(doc: str, max_chars: int = MAX_PIECE_CHARS) -> list[str]:
+    """Cut a long document into pieces of at most about `max_chars`, each cut just before a space, tab or
+    newline that follows a non-space character.
+
+    The ByteLevel pre-tokenizer (GPT-2's regex, which tiles the text left to right with no lookbehind) always
+    ends a pre-token at such a point and starts the next one there, so encoding the pieces gives exactly the
+    ids of encoding the whole — while a batch of pieces spreads over every core and the encoder's memory stays
+    bounded (one 4 MB document costs ~0.5 GB otherwise). Cuts prefer newlines; text with no cut point
+    (one enormous word) stays whole.
+    """
+    if len(doc) <= max_chars:
+        return [doc]
+    pieces, start = [], 0
+    while len(doc) - start > max_chars:
+        lo, hi = start + max_chars // 2, start + max_chars
+        cut = _last_match(_CUT_AT_NEWLINE, doc, lo, hi) or _last_match(_CUT_AT_SPACE, doc, lo, hi)
+        if cut is None:
+            found = _CUT_ANY.search(doc, hi)
+            if found is None:
+                break
+            cut = found.start()
+        pieces.append(doc[start:cut])
+        start = cut
+    pieces.append(doc[start:])
+    return pieces
+
+
+_CUT_AT_NEWLINE = re.compile(r"(?<=\S)\n")
+_CUT_AT_SPACE = re.compile(r"(?<=\S)[ \t]")
+_CUT_ANY = re.compile(r"(?<=\S)[ \t\n]")
+
+
+def _last_match(pattern: re.Pattern[str], text: str, lo: int, hi: int) -> int | None:
+    last = None
+    for match in pattern.finditer(text, lo, hi):
+        last = match.start()
+    return last
+
+
 def encode_documents(backend: Any, documents: list[str], eos_id: int) -> np.ndarray:
     """Token ids of `documents`, each followed by `eos_id`, as one uint32 array."""
-    ids = [e.ids for e in backend.encode_batch_fast(documents, add_special_tokens=False)]
-    total = sum(map(len, ids)) + len(ids)
-    flat = itertools.chain.from_iterable(itertools.chain(x, (eos_id,)) for x in ids)
+    pieces, ends = [], []  # ends[i]: after which piece document i ends
+    for doc in documents:
+        pieces.extend(split_long_document(doc))
+        ends.append(len(pieces) - 1)
+    ids = [e.ids for e in backend.encode_batch_fast(pieces, add_special_tokens=False)]
+    is_end = set(ends)
+    total = sum(map(len, ids)) + len(documents)
+    flat = itertools.chain.from_iterable(
+        itertools.chain(x, (eos_id,)) if i in is_end else x for i, x in enumerate(ids)
+    )
     return np.fromiter(flat, dtype=TOKEN_DTYPE, count=total)
 
 
@@ -271,4 +319,5 @@ __all__ = [
     "pack_dataset",
     "pack_inputs",
     "read_clean_stats",
+    "split_long_document",
 ]

@@ -192,7 +192,7 @@ def _text_lines(path: Path) -> Iterator[str]:
                 yield line
     except UnicodeDecodeError as exc:
         raise DataError(
-            f"{path}: invalid UTF-8 after line {line_no} (byte value 0x{exc.object[exc.start]:02x})",
+            f"{path}: invalid UTF-8 near line {line_no + 1} (byte value 0x{exc.object[exc.start]:02x})",
             hint="convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8) or leave it out",
         ) from None
     except (OSError, EOFError, lzma.LZMAError) as exc:

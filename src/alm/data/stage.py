@@ -65,6 +65,12 @@ def first_difference(old: Any, new: Any, prefix: str = "") -> str | None:
             if found:
                 return found
         return None
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            found = first_difference(a, b, f"{prefix.rstrip('.')}[{i}].")
+            if found:
+                return found
+        return None
     return None if old == new else (prefix.rstrip(".") or "<inputs>")
 
 

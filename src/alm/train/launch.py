@@ -112,10 +112,13 @@ def plan_resume(
         )
     ckpt: dict[str, Any] = ckpt_io.load_checkpoint(last)
     saved = ckpt["config"]
+    step = int(ckpt["step"])
     cfg = expected or run_config_from_dict(saved, source=str(last), overrides=overrides or [])
+    # Refuse incompatible changes before touching the data; check again once the data decided the vocabulary.
+    check_resume_changes(saved, finalize(cfg, int(saved["model"]["vocab_size"])).to_dict(), step=step)
     tokenizer_path, packed_dir, vocab_size = prepare_data(cfg, console)
     cfg = finalize(cfg, vocab_size)
-    changes = check_resume_changes(saved, cfg.to_dict(), step=int(ckpt["step"]))
+    changes = check_resume_changes(saved, cfg.to_dict(), step=step)
     return RunPlan(
         run=target,
         config=cfg,

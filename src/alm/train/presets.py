@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from alm.config import load
+from alm.config import apply_overrides, from_dict, read_yaml
 from alm.errors import UsageError
 from alm.train.config import TrainConfig
 
@@ -25,4 +25,7 @@ def load_train_config(name_or_path: str | Path, overrides: Iterable[str] = ()) -
                 f"unknown train preset or file {str(name_or_path)!r}",
                 hint=f"presets: {', '.join(available_presets())}; or pass a YAML file path",
             )
-    return load(TrainConfig, path, overrides)
+    # keys in errors read `train.lr`, the way they are written in `--set train.lr=...`
+    return from_dict(
+        TrainConfig, apply_overrides(read_yaml(path), overrides), source=str(path), prefix="train."
+    )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
@@ -28,7 +28,7 @@ CHART_INTERVAL_S = 0.5
 class RunScreen(Screen):
     app: DashboardApp
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Runs"),
         Binding("r", "app.resume_run", "Resume"),
         Binding("m", "tab('monitor')", "Monitor", show=False),
@@ -41,6 +41,7 @@ class RunScreen(Screen):
         self.run_watch = watch
         self._charted_version = -1
         self._charted_at = 0.0
+        self._shown: tuple = ()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -76,18 +77,20 @@ class RunScreen(Screen):
 
     def refresh_data(self) -> None:
         """Called by the app after it polled this run; redraws what changed (curves at most a few times a second)."""
+        if not self.is_mounted:  # the app polls on a timer; this screen may still be composing
+            return
         watch, state = self.run_watch, self.run_watch.state
         status = watch.status
-        self.query_one(RunStats).show(
-            state,
-            status,
-            stopping=watch.name in self.app.stopping,
-            exit_note=self.app.exit_notes.get(watch.name),
-        )
-        self.query_one(EventFeed).sync(state)
-        self.query_one(TrainingSamples).sync(state)
+        stopping = watch.name in self.app.stopping
+        exit_note = self.app.exit_notes.get(watch.name)
         pane = self.query_one(SamplePane)
-        pane.set_training_device(state.device_type if status == "running" else None)
+        shown = (state.version, status, stopping, exit_note)
+        if shown != self._shown:
+            self._shown = shown
+            self.query_one(RunStats).show(state, status, stopping=stopping, exit_note=exit_note)
+            self.query_one(EventFeed).sync(state)
+            self.query_one(TrainingSamples).sync(state)
+            pane.set_training_device(state.device_type if status == "running" else None)
         now = time.monotonic()
         if state.version != self._charted_version and now - self._charted_at >= CHART_INTERVAL_S:
             self._draw_charts()
@@ -116,9 +119,14 @@ class RunScreen(Screen):
         path = trainer.log_path if trainer else self.run_watch.path / LOG_FILE
         self.query_one(LogView).follow(path)
 
+    def on_screen_resume(self) -> None:
+        self.refresh_data()
+
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id in ("log", "sample"):
             self.refresh_data()
+        if event.pane.id == "sample":
+            self.query_one("#sample-prompt").focus()
 
     def action_tab(self, tab: str) -> None:
         self.query_one("#run-tabs", TabbedContent).active = tab

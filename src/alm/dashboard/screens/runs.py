@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 class RunsScreen(Screen):
     app: DashboardApp
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open_run", "Open", show=True),
         Binding("r", "app.resume_run", "Resume"),
     ]
@@ -40,6 +40,8 @@ class RunsScreen(Screen):
         return self.query_one(RunsTable).selected_run
 
     def refresh_data(self) -> None:
+        if not self.is_mounted:  # the app polls on a timer; this screen may still be composing
+            return
         watches = self.app.book.ordered()
         self.query_one(RunsTable).show(watches, self.app.clock(), self.app.stopping)
         empty = self.query_one("#runs-empty", Static)
@@ -48,6 +50,9 @@ class RunsScreen(Screen):
             where = self.app.runs_dir
             exists = "" if where.is_dir() else " (it does not exist yet)"
             empty.update(Text(f"No runs under {where}/{exists}.\nPress n to start one, or ? for help."))
+
+    def on_screen_resume(self) -> None:
+        self.refresh_data()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.app.open_run(str(event.row_key.value))

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
+from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Select, Static
 
 from alm.dashboard.trainer import DEVICES, MODEL_PRESETS, TrainRequest
 from alm.errors import AlmError, UsageError
 
-CUSTOM = "config file…"
-
 
 class StartRunScreen(ModalScreen[TrainRequest | None]):
     """Dismisses with a validated TrainRequest, or None when cancelled."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, runs_dir: Path, suggested_name: str):
         super().__init__()
@@ -33,46 +33,49 @@ class StartRunScreen(ModalScreen[TrainRequest | None]):
             yield Label("Start a training run", classes="dialog-title")
             with Grid(id="start-form"):
                 yield Label("model")
-                yield Select(
-                    [(p, p) for p in (*MODEL_PRESETS, CUSTOM)], value="micro", allow_blank=False, id="start-model"
+                yield Input(
+                    "micro",
+                    placeholder=f"{', '.join(MODEL_PRESETS)} or a model .yaml",
+                    suggester=SuggestFromList(MODEL_PRESETS),
+                    id="start-model",
                 )
-                yield Label("config path")
-                yield Input(placeholder="configs/model/….yaml (with 'config file…')", id="start-config", disabled=True)
                 yield Label("run name")
                 yield Input(self.suggested_name, id="start-name")
                 yield Label("steps")
                 yield Input(placeholder="preset default", id="start-steps", type="integer")
                 yield Label("device")
                 yield Select([(d, d) for d in DEVICES], value="auto", allow_blank=False, id="start-device")
+                yield Label("train config")
+                yield Input(placeholder="preset (micro, default) or .yaml; empty: default", id="start-train")
+                yield Label("data")
+                yield Input(placeholder="corpus.yaml or data dir; empty: built-in corpus", id="start-data")
             yield Static("", id="start-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Start", variant="primary", id="start-ok")
                 yield Button("Cancel", id="start-cancel")
 
-    @on(Select.Changed, "#start-model")
-    def _model_changed(self, event: Select.Changed) -> None:
-        custom = event.value == CUSTOM
-        config = self.query_one("#start-config", Input)
-        config.disabled = not custom
-        if custom:
-            config.focus()
+    def on_mount(self) -> None:
+        self.query_one("#start-model", Input).focus()
+
+    def _text(self, widget_id: str) -> str | None:
+        return self.query_one(f"#{widget_id}", Input).value.strip() or None
 
     def request(self) -> TrainRequest:
-        model = str(self.query_one("#start-model", Select).value)
-        if model == CUSTOM:
-            model = self.query_one("#start-config", Input).value.strip()
-            if not model:
-                raise UsageError("config path is empty", hint="type the path of a model config .yaml")
+        model = self._text("start-model")
+        if model is None:
+            raise UsageError("model is empty", hint=f"a preset ({', '.join(MODEL_PRESETS)}) or a model .yaml")
         steps_text = self.query_one("#start-steps", Input).value.strip()
         try:
             steps = int(steps_text) if steps_text else None
         except ValueError:
             raise UsageError(f"steps: {steps_text!r} is not a whole number") from None
         request = TrainRequest(
-            run=self.query_one("#start-name", Input).value.strip(),
+            run=self._text("start-name") or "",
             model=model,
             steps=steps,
             device=str(self.query_one("#start-device", Select).value),
+            train=self._text("start-train"),
+            data=self._text("start-data"),
         )
         request.validate(self.runs_dir)
         return request

@@ -49,7 +49,9 @@ class SamplePane(Vertical):
         self.session = SamplerSession(run_dir)
         self.cancel_event = threading.Event()
         self.running = False
-        self.training_device: str | None = None  # device type of a live trainer of this run, for the GPU warning
+        self.training_device: str | None = (
+            None  # device type of a live trainer of this run, for the GPU warning
+        )
         self._prompt = self._output = ""
         self._choices: list[str] = []
 
@@ -66,7 +68,9 @@ class SamplePane(Vertical):
             yield Label("max tokens")
             yield Input("200", id="sample-max-tokens", type="integer", compact=True)
             yield Label("device")
-            yield Select([(d, d) for d in DEVICES], value="auto", id="sample-device", allow_blank=False, compact=True)
+            yield Select(
+                [(d, d) for d in DEVICES], value="auto", id="sample-device", allow_blank=False, compact=True
+            )
         with Horizontal(id="sample-prompt-row"):
             yield Input(
                 placeholder='prompt — or a command line: alm sample --prompt "ROMEO:" --temperature 0.7',
@@ -150,7 +154,9 @@ class SamplePane(Vertical):
     @on(Button.Pressed, "#sample-go")
     def generate(self) -> None:
         if self.running:
-            self.notify("A sample is already being generated: wait, or cancel it with Esc.", severity="warning")
+            self.notify(
+                "A sample is already being generated: wait, or cancel it with Esc.", severity="warning"
+            )
             return
         line = self.query_one("#sample-prompt", Input).value
         try:

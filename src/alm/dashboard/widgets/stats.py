@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Group
-from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
@@ -13,6 +12,8 @@ from textual.widgets import Static
 from alm.dashboard import format as fmt
 from alm.dashboard.state import RunState
 from alm.dashboard.widgets.runs_table import status_text
+
+BAR_WIDTH = 40
 
 
 class RunStats(Static):
@@ -24,14 +25,16 @@ class RunStats(Static):
         self.update(render_stats(state, status, stopping=stopping, exit_note=exit_note))
 
 
-def render_stats(state: RunState, status: str, *, stopping: bool = False, exit_note: str | None = None) -> Group:
+def render_stats(
+    state: RunState, status: str, *, stopping: bool = False, exit_note: str | None = None
+) -> Group:
     step = state.last_step or {}
     total = f" / {state.total_steps:,}" if state.total_steps else ""
     progress = state.progress
     head = Text.assemble(status_text(status, stopping), "  ", (f"step {state.step:,}{total}", "bold"))
     if progress is not None:
         head.append(f"  {progress:.1%}")
-    bar = ProgressBar(total=1.0, completed=progress or 0.0, width=None, pulse=progress is None and status == "running")
+    bar = progress_bar(progress or 0.0, BAR_WIDTH)
 
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="dim", no_wrap=True)
@@ -70,6 +73,12 @@ def render_stats(state: RunState, status: str, *, stopping: bool = False, exit_n
     if exit_note:
         parts.append(Text(exit_note, style="red" if "failed" in exit_note else "yellow"))
     return Group(*parts)
+
+
+def progress_bar(fraction: float, width: int) -> Text:
+    """A one-line bar (Rich's ProgressBar animates with the wall clock, which snapshots must not depend on)."""
+    done = round(max(0.0, min(1.0, fraction)) * width)
+    return Text.assemble(("━" * done, "green"), ("━" * (width - done), "dim"))
 
 
 def _f(value: Any) -> float | None:

@@ -1,0 +1,266 @@
+"""Packing throughput and memory against the raw `tokenizers` encoder, measured in the same run.
+
+For each corpus size (default 10 MB and 100 MB, cycled from the text files of a corpus directory) the bench
+writes a clean-text split, then measures:
+
+- raw: `Tokenizer.encode_batch_fast` over the same ~1 MB document batches the packer uses, in this process,
+  timing only the encode calls (the text is already in memory): the ceiling for any packer using this tokenizer;
+- pack: `alm.data.pack.pack_dataset` in a child process — streaming the text from disk, encoding, appending
+  <|eos|>, writing and hashing shards — timed inside the child, with the child's peak RSS from `os.wait4`
+  (which includes its pool workers, if any), so each size's figure is its own.
+
+Targets: pack ≥ 0.9× raw MB/s, and peak RSS flat (≤ 1.1×) from the smallest corpus to the largest.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alm.errors import UsageError
+
+TEXT_SUFFIXES = (".txt", ".txt.xz", ".tokens")
+
+
+@dataclass(frozen=True)
+class PackBenchSettings:
+    sizes_mb: tuple[float, ...] = (10.0, 100.0)
+    corpus_dir: Path = Path("../shared/data")  # text files (.txt, .txt.xz, .tokens), read recursively
+    vocab_size: int = 4096
+    workers: tuple[int, ...] = (1,)  # packer configurations to measure (1 = in-process, N > 1 = N processes)
+    work_dir: Path | None = None  # default: a temporary directory, removed afterwards
+    keep: bool = False
+
+
+@dataclass
+class PackRun:
+    workers: int
+    seconds: float
+    tokens: int
+    mb_per_s: float
+    tokens_per_s: float
+    peak_rss_mb: float
+    ratio_to_raw: float
+
+
+@dataclass
+class SizeResult:
+    corpus_mb: float
+    text_bytes: int
+    raw_seconds: float
+    raw_mb_per_s: float
+    raw_tokens_per_s: float
+    packs: list[PackRun] = field(default_factory=list)
+
+
+@dataclass
+class PackBenchResult:
+    settings: dict[str, Any]
+    environment: dict[str, Any]
+    sizes: list[SizeResult]
+
+    def rss_growth(self, workers: int) -> float | None:
+        """Peak RSS of the largest corpus ÷ the smallest, for one packer configuration."""
+        runs = [p for s in self.sizes for p in s.packs if p.workers == workers]
+        return runs[-1].peak_rss_mb / runs[0].peak_rss_mb if len(runs) > 1 else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "settings": self.settings,
+            "environment": self.environment,
+            "sizes": [asdict(s) for s in self.sizes],
+        }
+
+
+def environment() -> dict[str, Any]:
+    import numpy
+    import tokenizers
+
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:  # the bench itself does not need torch
+        torch_version = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "tokenizers": tokenizers.__version__,
+        "numpy": numpy.__version__,
+        "torch": torch_version,
+    }
+
+
+def corpus_documents(corpus_dir: Path) -> Iterator[str]:
+    """Blank-line documents of every text file under `corpus_dir`, cycled forever (sorted: deterministic)."""
+    files = sorted(p for p in Path(corpus_dir).rglob("*") if p.is_file() and p.name.endswith(TEXT_SUFFIXES))
+    if not files:
+        raise UsageError(
+            f"no text files ({', '.join(TEXT_SUFFIXES)}) under {corpus_dir}",
+            hint="pass --corpus-dir with a directory of plain text",
+        )
+    from alm.data.clean import clean_document
+    from alm.data.pack import split_long_document
+
+    while True:
+        for path in files:
+            opener = lzma.open if path.suffix == ".xz" else open
+            with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+                text = f.read()
+            for doc in re.split(r"\n[ \t]*\n", text):
+                # Long texts with no blank lines (the KJV) become ordinary-sized documents, so the raw
+                # encoder and the packer see the same well-formed input.
+                for piece in split_long_document(clean_document(doc)):
+                    if piece.strip():
+                        yield piece
+
+
+def write_clean_split(out_dir: Path, documents: Iterator[str], size_bytes: int) -> int:
+    """A clean dir (train.txt of about `size_bytes`, a small val.txt, stats.json) as prepare would write it."""
+    from alm.data.docfile import DocumentWriter
+    from alm.data.stage import write_json_atomic
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    splits = {}
+    for split, target in (("train", size_bytes), ("val", 64_000)):
+        with DocumentWriter(out_dir / f"{split}.txt") as writer:
+            while writer.bytes < target:
+                writer.write(next(documents))
+        splits[split] = {
+            "file": f"{split}.txt",
+            "documents": writer.documents,
+            "bytes": writer.bytes,
+            "sha256": writer.sha256,
+        }
+    write_json_atomic(
+        out_dir / "stats.json",
+        {"format": "alm-clean", "version": 1, "signature": "bench", "source": "bench", "splits": splits},
+    )
+    return splits["train"]["bytes"]
+
+
+def measure_raw(tokenizer_path: Path, clean_file: Path) -> tuple[float, int]:
+    """Seconds spent in encode_batch_fast over the packer's batches of `clean_file`, and tokens produced."""
+    from alm.data.docfile import iter_documents
+    from alm.data.pack import batch_documents
+    from alm.tokenizer import Tokenizer
+
+    backend = Tokenizer.load(tokenizer_path).backend
+    seconds, tokens = 0.0, 0
+    for batch in batch_documents(iter_documents(clean_file)):
+        start = time.perf_counter()
+        encodings = backend.encode_batch_fast(batch, add_special_tokens=False)
+        seconds += time.perf_counter() - start
+        tokens += sum(len(e) for e in encodings) + len(batch)  # + one <|eos|> per document, as packed
+    return seconds, tokens
+
+
+def measure_pack(
+    clean_dir: Path, tokenizer_path: Path, out_dir: Path, workers: int
+) -> tuple[float, int, float]:
+    """(seconds, tokens, peak RSS in MB) of packing both splits in a fresh child process."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "alm.bench.pack",
+        str(clean_dir),
+        str(tokenizer_path),
+        str(out_dir),
+        str(workers),
+    ]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (with its pool workers)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        raise UsageError(f"the packing child failed ({proc.returncode}): {stderr.strip()[-2000:]}")
+    report = json.loads(stdout.strip().splitlines()[-1])
+    rss_kb = usage.ru_maxrss if sys.platform != "darwin" else usage.ru_maxrss / 1024  # bytes on macOS
+    return float(report["seconds"]), int(report["tokens"]), rss_kb / 1024
+
+
+def run_pack_bench(settings: PackBenchSettings, log: Callable[[str], None] = print) -> PackBenchResult:
+    from alm.data.config import TokenizerConfig
+    from alm.data.docfile import iter_documents
+    from alm.tokenizer import train_tokenizer
+
+    if not Path(settings.corpus_dir).is_dir():
+        raise UsageError(
+            f"corpus directory not found: {settings.corpus_dir}",
+            hint="pass --corpus-dir (the repo's sibling shared/data by default)",
+        )
+    work = Path(settings.work_dir or tempfile.mkdtemp(prefix="alm-bench-pack-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        sizes = sorted(settings.sizes_mb)
+        clean_dirs = {}
+        for mb in sizes:  # each size is a prefix of the same document stream
+            clean_dirs[mb] = work / f"clean-{mb:g}mb"
+            log(f"writing a {mb:g} MB corpus from {settings.corpus_dir}")
+            write_clean_split(clean_dirs[mb], corpus_documents(settings.corpus_dir), int(mb * 1e6))
+        log(f"training a {settings.vocab_size}-token BPE on the {sizes[0]:g} MB corpus")
+        tokenizer = train_tokenizer(
+            iter_documents(clean_dirs[sizes[0]] / "train.txt"),
+            work / "tokenizer",
+            TokenizerConfig(vocab_size=settings.vocab_size),
+            corpus_sha256="bench",
+        )
+        assert tokenizer.path is not None
+        results = []
+        for mb in sizes:
+            splits = json.loads((clean_dirs[mb] / "stats.json").read_text())["splits"]
+            text_bytes = splits["train"]["bytes"] + splits["val"]["bytes"]
+            log(f"{mb:g} MB: raw encode_batch_fast")
+            raw_s, raw_tokens = 0.0, 0
+            for split in ("train", "val"):
+                seconds, tokens = measure_raw(tokenizer.path, clean_dirs[mb] / f"{split}.txt")
+                raw_s, raw_tokens = raw_s + seconds, raw_tokens + tokens
+            size = SizeResult(mb, text_bytes, raw_s, text_bytes / raw_s / 1e6, raw_tokens / raw_s)
+            for workers in settings.workers:
+                log(f"{mb:g} MB: pack with workers={workers} (child process)")
+                seconds, tokens, rss = measure_pack(clean_dirs[mb], tokenizer.path, work / "packed", workers)
+                mbps = text_bytes / seconds / 1e6
+                size.packs.append(
+                    PackRun(workers, seconds, tokens, mbps, tokens / seconds, rss, mbps / size.raw_mb_per_s)
+                )
+            results.append(size)
+    finally:
+        if not settings.keep and settings.work_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    settings_dict = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()}
+    return PackBenchResult(settings_dict, environment(), results)
+
+
+def _child(clean_dir: str, tokenizer_path: str, out_dir: str, workers: str) -> None:
+    """Pack one corpus and print {"seconds", "tokens"} as the last line of stdout."""
+    from alm.data.config import PackingConfig
+    from alm.data.pack import pack_dataset
+
+    start = time.perf_counter()
+    manifest = pack_dataset(
+        Path(clean_dir), Path(tokenizer_path), Path(out_dir), PackingConfig(workers=int(workers))
+    )
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "tokens": manifest["total_tokens"]}))
+
+
+if __name__ == "__main__":
+    _child(*sys.argv[1:5])

@@ -1,0 +1,57 @@
+"""Snapshots of the main screens: fixed terminal size, fixed theme, fixed clock, events with fixed times.
+
+Update after an intended visual change with `pytest tests/dashboard/test_snapshots.py --snapshot-update` and
+look at the SVGs under __snapshots__/ before committing them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from conftest import fixed_clock
+
+from alm.dashboard.app import DashboardApp
+
+SIZE = (130, 42)
+
+
+@pytest.fixture
+def snapshot_runs(runs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The runs fixture seen through a relative path (no tmp path on screen) in UTC (the suggested run name)."""
+    monkeypatch.chdir(runs_dir.parent)
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield Path("runs")
+    monkeypatch.undo()
+    time.tzset()
+
+
+def make_app(runs: Path, run: str | None = None) -> DashboardApp:
+    # A long tick: no refresh can land between setup and the screenshot and change it.
+    return DashboardApp(runs, run=run, clock=fixed_clock, theme="ansi-dark", tick=60.0)
+
+
+def test_runs_screen(snap_compare, snapshot_runs: Path) -> None:
+    assert snap_compare(make_app(snapshot_runs), terminal_size=SIZE)
+
+
+def test_run_screen_live(snap_compare, snapshot_runs: Path) -> None:
+    assert snap_compare(make_app(snapshot_runs, "live-run"), terminal_size=SIZE)
+
+
+def test_run_screen_replayed(snap_compare, snapshot_runs: Path) -> None:
+    assert snap_compare(make_app(snapshot_runs, "stopped-run"), terminal_size=SIZE)
+
+
+def test_sample_pane(snap_compare, snapshot_runs: Path) -> None:
+    assert snap_compare(make_app(snapshot_runs, "finished-run"), press=["s"], terminal_size=SIZE)
+
+
+def test_start_dialog(snap_compare, snapshot_runs: Path) -> None:
+    assert snap_compare(make_app(snapshot_runs), press=["n"], terminal_size=SIZE)
+
+
+def test_help_screen(snap_compare, snapshot_runs: Path) -> None:
+    assert snap_compare(make_app(snapshot_runs), press=["question_mark"], terminal_size=SIZE)

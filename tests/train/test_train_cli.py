@@ -1,0 +1,201 @@
+"""`alm train` / `alm resume` / `alm runs` end to end: real subprocesses, real signals, real files.
+
+The centrepiece: a run stopped with SIGINT and resumed produces, step for step, bit-identical losses to the same
+run trained without interruption (CPU, log_interval=1).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from alm.cli.app import app
+from alm.runs import read_events, run_status
+from alm.train.checkpoint import load_checkpoint
+from alm.train.rundir import RunDir
+
+STEPS = 40
+
+
+def _train_args(tiny, run: Path, *extra: str) -> list[str]:
+    return [
+        "train",
+        "--model",
+        str(tiny.model_yaml),
+        "--train",
+        str(tiny.train_yaml),
+        "--data",
+        str(tiny.corpus_yaml),
+        "--run",
+        str(run),
+        "--progress",
+        "plain",
+        "--set",
+        f"train.steps={STEPS}",
+        "--set",
+        "train.eval_interval=10",
+        "--set",
+        "train.ckpt_interval=0",
+        *extra,
+    ]
+
+
+def _alm(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "alm", *args], cwd=cwd, capture_output=True, text=True, timeout=240, **kw
+    )
+
+
+def _step_losses(run: Path) -> dict[int, float]:
+    losses: dict[int, float] = {}
+    for event in read_events(run / "events.jsonl"):
+        if event["type"] == "step":
+            losses[event["step"]] = event["loss"]  # a resumed run logs later steps once more: keep the last
+    return losses
+
+
+def _eval_losses(run: Path) -> dict[int, float]:
+    return {e["step"]: e["val_loss"] for e in read_events(run / "events.jsonl") if e["type"] == "eval"}
+
+
+def _wait_for_step(events: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(e["type"] == "step" and e["step"] >= step for e in read_events(events)):
+            return
+        if proc.poll() is not None:
+            pytest.fail(
+                f"trainer exited early ({proc.returncode}): {proc.stderr.read() if proc.stderr else ''}"
+            )
+        time.sleep(0.02)
+    pytest.fail(f"no step {step} within {timeout}s")
+
+
+@pytest.mark.slow
+def test_sigint_then_resume_is_bit_identical(tiny_data, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    reference = _alm(_train_args(tiny_data, runs / "full"), tmp_path)
+    assert reference.returncode == 0, reference.stderr
+    assert "alm sample" in reference.stdout  # the next commands are printed
+
+    stopped = runs / "stopped"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alm", *_train_args(tiny_data, stopped)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for_step(stopped / "events.jsonl", 5, proc)
+    assert RunDir(stopped).is_live() and run_status(stopped) == "running"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    stop = read_events(stopped / "events.jsonl")[-1]
+    assert stop["type"] == "stop" and stop["reason"] == "interrupted"
+    # runs/ under the working directory is the default root, so the printed command names the run alone
+    assert stop["resume_command"] == "alm resume stopped" and "alm resume stopped" in out
+    interrupted_at = stop["step"]
+    assert 5 <= interrupted_at < STEPS
+    assert load_checkpoint(stopped / "checkpoints" / "last.pt")["step"] == interrupted_at
+    assert not (stopped / "train.pid").exists() and run_status(stopped) == "interrupted"
+
+    resumed = _alm(["resume", "stopped", "--progress", "none"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    expected, got = _step_losses(runs / "full"), _step_losses(stopped)
+    assert sorted(got) == list(range(1, STEPS + 1))
+    assert got == expected  # exact float equality, every step
+    assert _eval_losses(stopped) == _eval_losses(runs / "full")
+    assert run_status(stopped) == "finished"
+
+    listing = CliRunner().invoke(app, ["runs", "list", "--runs-dir", str(runs)])
+    assert listing.exit_code == 0, listing.output
+    assert "full" in listing.output and "stopped" in listing.output and "finished" in listing.output
+    png = tmp_path / "cmp.png"
+    compared = CliRunner().invoke(
+        app, ["runs", "compare", "full", "stopped", "--runs-dir", str(runs), "--out", str(png)]
+    )
+    assert compared.exit_code == 0, compared.output
+    assert "best val loss" in compared.output and png.stat().st_size > 1000
+
+
+@pytest.fixture
+def finished_run(tiny_data, tmp_path: Path) -> Path:
+    run = tmp_path / "runs" / "done"
+    result = CliRunner().invoke(
+        app, [*_train_args(tiny_data, run), "--set", "train.steps=4", "--progress", "none"]
+    )
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def test_existing_runs_are_never_clobbered(tiny_data, finished_run: Path) -> None:
+    runner = CliRunner()
+    again = runner.invoke(app, _train_args(tiny_data, finished_run))
+    assert again.exit_code == 2 and "already exists" in again.output and "--overwrite" in again.output
+    both = runner.invoke(app, [*_train_args(tiny_data, finished_run), "--resume", "--overwrite"])
+    assert both.exit_code == 2
+    over = runner.invoke(
+        app, [*_train_args(tiny_data, finished_run), "--set", "train.steps=2", "--overwrite"]
+    )
+    assert over.exit_code == 0, over.output
+    assert load_checkpoint(finished_run / "checkpoints" / "last.pt")["step"] == 2
+    starts = [e for e in read_events(finished_run / "events.jsonl") if e["type"] == "start"]
+    assert len(starts) == 1  # a fresh events.jsonl
+
+
+def test_resume_refuses_typos_and_incompatible_changes(finished_run: Path) -> None:
+    runner = CliRunner()
+    root = str(finished_run.parent)
+    typo = runner.invoke(app, ["resume", "dnoe", "--runs-dir", root])
+    assert typo.exit_code == 2 and "did you mean done" in typo.output
+    for change in ("model.d_model=128", "train.lr=0.1", "train.batch_size=2", "data.val_fraction=0.2"):
+        refused = runner.invoke(
+            app, ["resume", "done", "--runs-dir", root, "--set", change, "--set", "train.steps=8"]
+        )
+        assert refused.exit_code == 2, (change, refused.output)
+        assert (
+            "cannot resume with a changed configuration" in refused.output
+            and change.split("=")[0] in refused.output
+        )
+    finished = runner.invoke(app, ["resume", "done", "--runs-dir", root])
+    assert finished.exit_code == 2 and "nothing left to train" in finished.output
+
+
+def test_resume_with_more_steps_is_recorded(finished_run: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "resume",
+            "done",
+            "--runs-dir",
+            str(finished_run.parent),
+            "--set",
+            "train.steps=6",
+            "--set",
+            "train.log_interval=2",
+            "--progress",
+            "none",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    config = yaml.safe_load((finished_run / "config.yaml").read_text())
+    assert config["train"]["steps"] == 6 and config["train"]["log_interval"] == 2
+    start = [e for e in read_events(finished_run / "events.jsonl") if e["type"] == "start"][-1]
+    assert start["resumed_from"] == 4 and start["changes"]["train.steps"] == [4, 6]
+    assert load_checkpoint(finished_run / "checkpoints" / "last.pt")["step"] == 6
+
+
+def test_bad_config_values_are_clear_errors(tiny_data, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [*_train_args(tiny_data, tmp_path / "r"), "--set", "train.lr=-1"])
+    assert result.exit_code == 2 and "train.lr" in result.output
+    assert not (tmp_path / "r").exists()
+    result = CliRunner().invoke(app, [*_train_args(tiny_data, tmp_path / "r"), "--set", "optim.lr=1"])
+    assert result.exit_code == 2 and "model, train, data" in result.output
