@@ -59,7 +59,7 @@ def test_unknown_apple_chip_says_unknown_peak() -> None:
 
 def test_cpu_peak_is_measured_and_plausible() -> None:
     peak = measure_cpu_matmul_peak(size=256, repeats=2)
-    # Any CPU that runs this suite does between ~1 GFLOP/s and ~100 TFLOP/s of fp32 matmul.
-    assert 1e9 < peak.flops < 1e14
+    # Any CPU that runs this suite does between ~0.1 GFLOP/s (on a loaded machine) and ~100 TFLOP/s of fp32 matmul.
+    assert 1e8 < peak.flops < 1e14
     assert "measured" in peak.source and "256x256" in peak.source
     assert device_peak(torch.device("cpu"), "cpu", "fp32", "highest").known

@@ -50,7 +50,8 @@ class Pane:
     def __init__(self, cwd: Path, command: str, size: tuple[int, int] = (150, 45)):
         self.socket = f"alm-test-{uuid.uuid4().hex[:8]}"
         self.target = "dash"
-        wrapped = f"cd {shlex.quote(str(cwd))} && {command}; echo DASHBOARD-EXIT=$?; sleep 60"
+        # COLUMNS/LINES from the test runner's environment would override the pane's real size.
+        wrapped = f"unset COLUMNS LINES; cd {shlex.quote(str(cwd))} && {command}; echo DASHBOARD-EXIT=$?; sleep 60"
         self.tmux("new-session", "-d", "-s", self.target, "-x", str(size[0]), "-y", str(size[1]), wrapped)
 
     def tmux(self, *args: str) -> str:
@@ -64,11 +65,15 @@ class Pane:
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-t", self.target)
 
+    # Like a person, pause between keystrokes: focus changes (which select an Input's text) must land first.
     def keys(self, *keys: str) -> None:
-        self.tmux("send-keys", "-t", self.target, *keys)
+        for key in keys:
+            self.tmux("send-keys", "-t", self.target, key)
+            time.sleep(0.3)
 
     def type(self, text: str) -> None:
         self.tmux("send-keys", "-t", self.target, "-l", text)
+        time.sleep(0.3)
 
     def wait_for(self, predicate, what: str, timeout: float = 180.0) -> str:
         deadline = time.monotonic() + timeout
@@ -77,6 +82,8 @@ class Pane:
             screen = self.screen()
             if predicate(screen):
                 return screen
+            if "trainer failed" in screen:
+                raise AssertionError(f"the trainer failed while waiting for {what}; the pane shows:\n{screen}")
             time.sleep(0.25)
         raise AssertionError(f"timed out waiting for {what}; the pane shows:\n{screen}")
 
@@ -132,12 +139,11 @@ def test_dashboard_starts_stops_and_resumes_a_real_run(tiny_project: Path) -> No
         pane.keys("Tab", "C-a", "C-k")
         pane.type("e2e")
         pane.keys("Tab")  # steps: the train config's
-        pane.keys("Tab")  # device: auto (the CPU here)
         pane.keys("Tab")
         pane.type("train.yaml")
         pane.keys("Tab")
         pane.type("corpus.yaml")
-        pane.keys("Enter")
+        pane.keys("Enter")  # device stays auto (the CPU here)
 
         # The run view opens and follows the new trainer: the step counter moves.
         screen = pane.wait_for(lambda s: (step_on(s) or 0) >= 4, "the first steps")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,26 @@ def test_scheduler_sets_every_group_and_round_trips() -> None:
     other = LRScheduler(opt, _cfg())
     other.load_state_dict(sched.state_dict())
     assert other.last_step == 5
+
+
+ABLATIONS = sorted((Path(__file__).resolve().parents[2] / "configs" / "ablations").glob("*.yaml"))
+ABLATION_KEYS = {"norm", "norm_position", "position", "ffn", "bias", "n_kv_heads"}
+
+
+@pytest.mark.parametrize("path", ABLATIONS, ids=lambda p: p.stem)
+def test_ablations_are_micro_plus_one_idea_and_train(path: Path) -> None:
+    import torch
+
+    from alm.config import to_dict
+    from alm.model import Transformer
+    from alm.model.presets import load_model_config
+
+    micro = to_dict(load_model_config("micro"))
+    cfg = load_model_config(path, ["vocab_size=320", "max_seq_len=32"])
+    changed = {k for k, v in to_dict(cfg).items() if k not in ("vocab_size", "max_seq_len") and micro[k] != v}
+    assert changed <= ABLATION_KEYS, changed
+    model = Transformer(cfg)
+    x = torch.randint(0, 320, (2, 16))
+    out = model(x, targets=x)
+    (out.loss + out.aux_loss).backward()
+    assert torch.isfinite(out.loss)

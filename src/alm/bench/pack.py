@@ -20,6 +20,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,7 @@ class PackBenchSettings:
     corpus_dir: Path = Path("../shared/data")  # text files (.txt, .txt.xz, .tokens), read recursively
     vocab_size: int = 4096
     workers: tuple[int, ...] = (1,)  # packer configurations to measure (1 = in-process, N > 1 = N processes)
+    rounds: int = 3  # alternating raw / pack rounds per size; each figure is the median over rounds
     work_dir: Path | None = None  # default: a temporary directory, removed afterwards
     keep: bool = False
 
@@ -169,6 +171,15 @@ def measure_raw(tokenizer_path: Path, clean_file: Path) -> tuple[float, int]:
     return seconds, tokens
 
 
+def measure_raw_splits(tokenizer_path: Path, clean_dir: Path) -> tuple[float, int]:
+    """measure_raw over both splits, as the packer sees them."""
+    seconds, tokens = 0.0, 0
+    for split in ("train", "val"):
+        s, t = measure_raw(tokenizer_path, clean_dir / f"{split}.txt")
+        seconds, tokens = seconds + s, tokens + t
+    return seconds, tokens
+
+
 def measure_pack(
     clean_dir: Path, tokenizer_path: Path, out_dir: Path, workers: int
 ) -> tuple[float, int, float]:
@@ -228,18 +239,32 @@ def run_pack_bench(settings: PackBenchSettings, log: Callable[[str], None] = pri
         for mb in sizes:
             splits = json.loads((clean_dirs[mb] / "stats.json").read_text())["splits"]
             text_bytes = splits["train"]["bytes"] + splits["val"]["bytes"]
-            log(f"{mb:g} MB: raw encode_batch_fast")
-            raw_s, raw_tokens = 0.0, 0
-            for split in ("train", "val"):
-                seconds, tokens = measure_raw(tokenizer.path, clean_dirs[mb] / f"{split}.txt")
-                raw_s, raw_tokens = raw_s + seconds, raw_tokens + tokens
+            raw_runs: list[tuple[float, int]] = []
+            pack_runs: dict[int, list[tuple[float, int, float]]] = {w: [] for w in settings.workers}
+            for round_ in range(1, settings.rounds + 1):  # alternate, so load from other work hits both sides
+                log(f"{mb:g} MB, round {round_}/{settings.rounds}: raw encode_batch_fast, then pack")
+                raw_runs.append(measure_raw_splits(tokenizer.path, clean_dirs[mb]))
+                for workers in settings.workers:
+                    pack_runs[workers].append(
+                        measure_pack(clean_dirs[mb], tokenizer.path, work / "packed", workers)
+                    )
+            raw_s = statistics.median(r[0] for r in raw_runs)
+            raw_tokens = raw_runs[0][1]
             size = SizeResult(mb, text_bytes, raw_s, text_bytes / raw_s / 1e6, raw_tokens / raw_s)
-            for workers in settings.workers:
-                log(f"{mb:g} MB: pack with workers={workers} (child process)")
-                seconds, tokens, rss = measure_pack(clean_dirs[mb], tokenizer.path, work / "packed", workers)
+            for workers, runs in pack_runs.items():
+                seconds = statistics.median(r[0] for r in runs)
+                rss = max(r[2] for r in runs)
                 mbps = text_bytes / seconds / 1e6
                 size.packs.append(
-                    PackRun(workers, seconds, tokens, mbps, tokens / seconds, rss, mbps / size.raw_mb_per_s)
+                    PackRun(
+                        workers,
+                        seconds,
+                        runs[0][1],
+                        mbps,
+                        runs[0][1] / seconds,
+                        rss,
+                        mbps / size.raw_mb_per_s,
+                    )
                 )
             results.append(size)
     finally:

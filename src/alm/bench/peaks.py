@@ -112,7 +112,7 @@ def apple_chip_name() -> str:
     return ""
 
 
-def measure_cpu_matmul_peak(dtype: torch.dtype | None = None, size: int = 2048, repeats: int = 5) -> Peak:
+def measure_cpu_matmul_peak(dtype: torch.dtype | None = None, size: int = 1024, repeats: int = 10) -> Peak:
     """Best FLOP/s of a `size`² matmul in `dtype` (fp32 by default) with the current torch thread count."""
     import torch
 

@@ -14,6 +14,7 @@ per-round speed ratios is reported beside the overall ratio.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import platform
 import resource
@@ -34,9 +35,6 @@ if TYPE_CHECKING:
     from alm.device import PrecisionPlan
     from alm.model import ModelConfig
 
-DEFAULT_VOCAB = (
-    4096  # the data pipeline's default tokenizer size at this scale, for presets that leave it null
-)
 DEFAULT_SEQ = 256
 STEP0_LOSS_TOLERANCE = {"fp32": 1e-4, "bf16": 2e-2, "fp16": 2e-2}
 
@@ -49,7 +47,7 @@ class TrainBenchSettings:
     precision: str = "auto"
     batch: int = 16
     seq: int | None = None  # None: min(256, max_seq_len)
-    vocab_size: int | None = None  # None: the preset's, else DEFAULT_VOCAB
+    vocab_size: int | None = None  # None: the preset's, else the vocab its parameter count assumes
     steps: int = 10  # measured steps per contender
     warmup: int = 2  # unmeasured steps per contender, before the first round
     rounds: int = 5  # measured steps are split into this many alternating rounds
@@ -349,15 +347,15 @@ def profile_top_ops(
 
 
 def resolve_model_config(settings: TrainBenchSettings) -> ModelConfig:
-    from alm.model.presets import load_model_config
+    from alm.model.presets import load_model_config, reference_vocab
 
     cfg = load_model_config(settings.model, list(settings.overrides))
     if settings.vocab_size is not None:
         if settings.vocab_size < 2:
             raise UsageError(f"--vocab-size must be at least 2, got {settings.vocab_size}")
         cfg.vocab_size = settings.vocab_size
-    elif cfg.vocab_size is None:
-        cfg.vocab_size = DEFAULT_VOCAB
+    elif cfg.vocab_size is None:  # the vocabulary the preset's quoted parameter count assumes
+        cfg.vocab_size = reference_vocab(settings.model)
     return cfg
 
 
@@ -365,8 +363,8 @@ def flops_per_token(cfg: ModelConfig, seq: int) -> float:
     """Training FLOPs per token from the model's own formula (6N + attention) at sequence length `seq`."""
     from alm.model.info import model_summary
 
-    summary = model_summary(cfg, seq_len=seq)
-    return float(summary["flops_per_token"])
+    # model_summary counts attention at full context; the benchmark's context is `seq`.
+    return float(model_summary(dataclasses.replace(cfg, max_seq_len=seq))["flops_per_token"])
 
 
 def random_batches(
@@ -379,7 +377,8 @@ def random_batches(
     batches = []
     for _ in range(n):
         tokens = torch.randint(0, vocab, (batch, seq + 1), generator=gen)
-        batches.append((tokens[:, :-1].to(device), tokens[:, 1:].to(device)))
+        # contiguous, as the data loader's batches are
+        batches.append((tokens[:, :-1].contiguous().to(device), tokens[:, 1:].contiguous().to(device)))
     return batches
 
 

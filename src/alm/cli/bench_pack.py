@@ -35,6 +35,9 @@ def bench_pack(
             help="Packer configurations (repeatable): 1 in-process, N>1 processes [default: 1 2].",
         ),
     ] = None,
+    rounds: Annotated[
+        int, typer.Option("--rounds", help="Alternating raw/pack rounds per size (median).")
+    ] = 3,
     work_dir: Annotated[
         Path | None,
         typer.Option("--work-dir", help="Keep the corpora and shards here [default: a temp dir]."),
@@ -49,6 +52,7 @@ def bench_pack(
         corpus_dir=corpus_dir,
         vocab_size=vocab_size,
         workers=tuple(workers or (1, 2)),
+        rounds=rounds,
         work_dir=work_dir,
         keep=work_dir is not None,
     )

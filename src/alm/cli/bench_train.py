@@ -32,7 +32,7 @@ def bench_train(
         int, typer.Option("--rounds", help="Alternating rounds the measured steps are split into.")
     ] = 5,
     vocab_size: Annotated[
-        int | None, typer.Option("--vocab-size", help="Vocabulary size [default: the preset's, else 4096].")
+        int | None, typer.Option("--vocab-size", help="Vocabulary size [default: the preset's, else its reference vocab].")
     ] = None,
     precision: Annotated[str, typer.Option("--precision", help="auto, fp32, bf16 or fp16.")] = "auto",
     peer: Annotated[

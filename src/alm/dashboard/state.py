@@ -173,6 +173,7 @@ class RunState:
 
     def _on_stop(self, e: dict[str, Any], t: float) -> None:
         self.stop = e
+        self.step = max(self.step, _int(e.get("step")) or 0)  # steps are logged every N; the stop is exact
         reason = e.get("reason", "?")
         text = f"stopped: {reason}"
         if e.get("resume_command"):

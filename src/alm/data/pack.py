@@ -20,7 +20,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -217,31 +217,57 @@ def _last_match(pattern: re.Pattern[str], text: str, lo: int, hi: int) -> int | 
     return last
 
 
-def encode_documents(backend: Any, documents: list[str], eos_id: int) -> np.ndarray:
-    """Token ids of `documents`, each followed by `eos_id`, as one uint32 array."""
-    pieces, ends = [], []  # ends[i]: after which piece document i ends
+def encode_pieces(backend: Any, documents: list[str]) -> tuple[list[Any], list[int]]:
+    """Encode `documents` (long ones cut into pieces) in one batch; ends[i] is the last piece of document i.
+
+    This is the Rust part: it releases the GIL and spreads the batch over every core.
+    """
+    pieces: list[str] = []
+    ends: list[int] = []
     for doc in documents:
         pieces.extend(split_long_document(doc))
         ends.append(len(pieces) - 1)
-    ids = [e.ids for e in backend.encode_batch_fast(pieces, add_special_tokens=False)]
+    return backend.encode_batch_fast(pieces, add_special_tokens=False), ends
+
+
+def flatten_ids(encodings: list[Any], ends: list[int], eos_id: int) -> np.ndarray:
+    """One uint32 array: every document's ids followed by `eos_id`."""
+    ids = [e.ids for e in encodings]
     is_end = set(ends)
-    total = sum(map(len, ids)) + len(documents)
+    total = sum(map(len, ids)) + len(ends)
     flat = itertools.chain.from_iterable(
         itertools.chain(x, (eos_id,)) if i in is_end else x for i, x in enumerate(ids)
     )
     return np.fromiter(flat, dtype=TOKEN_DTYPE, count=total)
 
 
+def encode_documents(backend: Any, documents: list[str], eos_id: int) -> np.ndarray:
+    """Token ids of `documents`, each followed by `eos_id`, as one uint32 array."""
+    return flatten_ids(*encode_pieces(backend, documents), eos_id)
+
+
 class Encoder:
-    """Encodes batches in this process; the Rust tokenizer parallelises each batch across cores."""
+    """Encodes batches in this process; the Rust tokenizer parallelises each batch across cores.
+
+    A helper thread encodes the next batch while this thread turns the previous one into an array, reads
+    and hashes text and writes shards, so the Python work hides behind the Rust work.
+    """
 
     def __init__(self, tokenizer: Tokenizer):
         self.backend = tokenizer.backend
         self.eos_id = tokenizer.eos_id
 
     def map(self, batches: Iterable[list[str]]) -> Iterator[tuple[np.ndarray, int]]:
-        for batch in batches:
-            yield encode_documents(self.backend, batch, self.eos_id), sum(map(len, batch))
+        with ThreadPoolExecutor(1) as helper:
+            pending: collections.deque[tuple[Future[tuple[list[Any], list[int]]], int]] = collections.deque()
+            for batch in batches:
+                pending.append((helper.submit(encode_pieces, self.backend, batch), sum(map(len, batch))))
+                if len(pending) >= 2:
+                    future, size = pending.popleft()
+                    yield flatten_ids(*future.result(), self.eos_id), size
+            while pending:
+                future, size = pending.popleft()
+                yield flatten_ids(*future.result(), self.eos_id), size
 
     def __enter__(self) -> Encoder:
         return self
@@ -315,6 +341,8 @@ __all__ = [
     "PoolEncoder",
     "batch_documents",
     "encode_documents",
+    "encode_pieces",
+    "flatten_ids",
     "make_encoder",
     "pack_dataset",
     "pack_inputs",

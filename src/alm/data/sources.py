@@ -92,7 +92,8 @@ def source_fingerprint(source: SourceConfig) -> Any:
             st = path.stat()
             files.append([str(path), st.st_size, st.st_mtime_ns])
         return {"files": files}
-    return {"repo": source.repo, "revision": source.revision}  # the commit is recorded after the download
+    # Not re-checked online: a moving branch (main) counts as unchanged; pin a commit as revision, or --force.
+    return {"repo": source.repo, "revision": source.revision}
 
 
 # --------------------------------------------------------------------------------------------- builtin

@@ -85,6 +85,7 @@ def model_config_from_hf(hf_config: Any, **overrides: Any) -> ModelConfig:
         "rope_theta": float(rope.get("rope_theta", getattr(hf_config, "rope_theta", 10000.0))),
         "tie_embeddings": bool(hf_config.tie_word_embeddings),
         "bias": bool(getattr(hf_config, "attention_bias", False)),
+        "init_std": float(getattr(hf_config, "initializer_range", 0.02)),
         **_LLAMA_SETTINGS,
     }
     fields.update(overrides)

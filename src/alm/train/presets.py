@@ -1,4 +1,9 @@
-"""Train presets: `configs/train/NAME.yaml`, or any YAML file path."""
+"""Train presets: `configs/train/*.yaml` in the repo, shipped as package data.
+
+Same layout as the model presets (`alm.model.presets`): the YAML files live in
+`src/alm/resources/configs/train/` (so an installed wheel has them) and the repo's `configs/train` is a symlink
+to that folder, so there is one copy.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +14,39 @@ from alm.config import apply_overrides, from_dict, read_yaml
 from alm.errors import UsageError
 from alm.train.config import TrainConfig
 
-PRESET_DIR = Path(__file__).resolve().parents[3] / "configs" / "train"
+PRESET_DIR = Path(__file__).resolve().parents[1] / "resources" / "configs" / "train"
 
 
 def available_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def load_train_config(name_or_path: str | Path, overrides: Iterable[str] = ()) -> TrainConfig:
-    path = Path(name_or_path)
-    if not path.is_file():
-        path = PRESET_DIR / f"{name_or_path}.yaml"
+def resolve_train_source(name_or_path: str | Path) -> Path:
+    """A preset name or an existing YAML file, as a path."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.suffix in (".yaml", ".yml") or "/" in text or path.is_file():
         if not path.is_file():
             raise UsageError(
-                f"unknown train preset or file {str(name_or_path)!r}",
-                hint=f"presets: {', '.join(available_presets())}; or pass a YAML file path",
+                f"train config file not found: {path}", hint=f"presets: {', '.join(available_presets())}"
             )
-    # keys in errors read `train.lr`, the way they are written in `--set train.lr=...`
+        return path
+    preset = PRESET_DIR / f"{text}.yaml"
+    if not preset.is_file():
+        raise UsageError(
+            f"unknown train preset '{text}'; available: {', '.join(available_presets())}",
+            hint="pass a preset name or the path of a train YAML file",
+        )
+    return preset
+
+
+def load_train_config(name_or_path: str | Path, overrides: Iterable[str] = ()) -> TrainConfig:
+    """Load a preset or YAML file, then apply `key=value` overrides (a `train.` prefix is accepted and dropped).
+
+    Error keys read `train.lr`, the way they are written in `--set train.lr=...`.
+    """
+    path = resolve_train_source(name_or_path)
+    relative = [text.removeprefix("train.") for text in overrides]
     return from_dict(
-        TrainConfig, apply_overrides(read_yaml(path), overrides), source=str(path), prefix="train."
+        TrainConfig, apply_overrides(read_yaml(path), relative), source=str(path), prefix="train."
     )

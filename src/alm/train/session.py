@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alm.config import apply_overrides, from_dict, load, read_yaml, split_overrides, to_dict
+from alm.config import apply_overrides, from_dict, read_yaml, split_overrides, to_dict
 from alm.data.config import DataConfig
 from alm.errors import ConfigError, UsageError
 from alm.model.config import ModelConfig
@@ -89,12 +89,7 @@ def load_run_config(
     overrides: Iterable[str] = (),
 ) -> RunConfig:
     """Build the three configs from presets/files and section-qualified overrides (`model.d_model=128`)."""
-    try:  # TODO(training): drop this fallback once alm.model.presets lands
-        from alm.model.presets import load_model_config
-    except ModuleNotFoundError:
-
-        def load_model_config(name, overrides):
-            return load(ModelConfig, name, overrides)
+    from alm.model.presets import load_model_config
 
     grouped = split_overrides(overrides, SECTIONS)
     model_ref = model or DEFAULT_PRESET
