@@ -183,16 +183,17 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
         run = RunDir(Path(run_dir))
         events = read_events(run.events_path)
         color = f"C{index % 10}"
-        steps = [e for e in events if e["type"] == "step"]
-        evals = [e for e in events if e["type"] == "eval"]
+        steps, evals = _latest_by_step(events, "step"), _latest_by_step(events, "eval")
         tokens = [e.get("tokens") for e in steps]
         losses = [_num(e.get("loss")) for e in steps]
+        marker = "o" if len(steps) == 1 else None  # a lone point is no line
         ax_loss.plot(tokens, losses, color=color, alpha=0.25, linewidth=0.8)
-        ax_loss.plot(tokens, ema(losses), color=color, label=run.name)
+        ax_loss.plot(tokens, ema(losses), color=color, label=run.name, marker=marker)
         val_tokens = [_tokens_at(steps, e.get("step")) for e in evals]
         ax_val.plot(val_tokens, [_num(e.get("val_loss")) for e in evals], "o-", color=color, label=run.name)
-        ax_lr.plot(tokens, [_num(e.get("lr")) for e in steps], color=color, label=run.name)
-        ax_norm.plot(tokens, [_num(e.get("grad_norm")) for e in steps], color=color, label=run.name)
+        ax_lr.plot(tokens, [_num(e.get("lr")) for e in steps], color=color, label=run.name, marker=marker)
+        norms = [_num(e.get("grad_norm")) for e in steps]
+        ax_norm.plot(tokens, norms, color=color, label=run.name, marker=marker)
     for ax, title in (
         (ax_loss, "train loss (raw, EMA)"),
         (ax_val, "val loss"),
@@ -209,6 +210,13 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def _latest_by_step(events: Sequence[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """Events of `kind` in step order, the latest per step: a run resumed from an older checkpoint (after a
+    hard kill) logs some steps twice, and the second time is what the final model went through."""
+    latest = {e.get("step"): e for e in events if e["type"] == kind and isinstance(e.get("step"), int)}
+    return [latest[step] for step in sorted(latest)]
 
 
 def _tokens_at(steps: Sequence[dict[str, Any]], step: Any) -> Any:

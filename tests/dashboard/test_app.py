@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import T0, fixed_clock, history, make_run, start_event, step_event, write_events
 from screen import screen_text
-from textual.widgets import Input, RichLog, Select
+from textual.widgets import Input, Select
 
 from alm.dashboard.app import DashboardApp
 from alm.dashboard.screens.help import HelpScreen
@@ -260,7 +260,6 @@ async def test_sampling_pane_streams_from_a_real_checkpoint(sampled_run: Path) -
         await until(pilot, lambda: pane.query_one("#sample-checkpoint", Select).value == "last")
         choices = pane._choices
         assert choices == ["last", "step-20", "step-10"]
-        history = pane.query_one("#sample-history", RichLog)
 
         pane.query_one("#sample-max-tokens", Input).value = "12"
         prompt = pane.query_one("#sample-prompt", Input)
@@ -268,7 +267,9 @@ async def test_sampling_pane_streams_from_a_real_checkpoint(sampled_run: Path) -
         prompt.value = "ROMEO:"
         await pilot.press("enter")
         await until(pilot, lambda: not pane.running, timeout=60)
-        assert len(history.lines) > 0
+        [result] = pane.history
+        assert result.request.prompt == "ROMEO:" and result.request.checkpoint == "last"
+        assert result.request.options["max_new_tokens"] == 12 and result.text
         first = screen_text(app)
         assert "ROMEO:" in first and "step 20" in first and "seed" in first
 
@@ -278,8 +279,9 @@ async def test_sampling_pane_streams_from_a_real_checkpoint(sampled_run: Path) -
             prompt.value = 'alm sample --prompt "To be" --greedy -n 8 --checkpoint step-10'
             await pilot.press("enter")
             await until(pilot, lambda: not pane.running, timeout=60)
-            outputs.append(pane._output)
+            outputs.append(pane.history[-1].text)
         assert outputs[0] == outputs[1] and outputs[0]
+        assert pane.history[-1].request.checkpoint == "step-10" and "step 10" in pane.history[-1].note
 
         # Cancel: a long sample stops between tokens when Esc is pressed; meanwhile no second job starts.
         prompt.value = "alm sample --prompt x -n 100000"
@@ -290,7 +292,7 @@ async def test_sampling_pane_streams_from_a_real_checkpoint(sampled_run: Path) -
         await pilot.press("escape")
         await until(pilot, lambda: not pane.running, timeout=30)
         assert isinstance(app.screen, RunScreen)  # Esc cancelled the sample instead of leaving the run
-        assert "stop: cancelled" in screen_text(app)
+        assert "stop: cancelled" in pane.history[-1].note and len(pane.history) == 4
 
         prompt.value = "alm sample --prompt x --top-p 7"
         await pilot.press("enter")

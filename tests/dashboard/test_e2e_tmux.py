@@ -51,7 +51,9 @@ class Pane:
         self.socket = f"alm-test-{uuid.uuid4().hex[:8]}"
         self.target = "dash"
         # COLUMNS/LINES from the test runner's environment would override the pane's real size.
-        wrapped = f"unset COLUMNS LINES; cd {shlex.quote(str(cwd))} && {command}; echo DASHBOARD-EXIT=$?; sleep 60"
+        wrapped = (
+            f"unset COLUMNS LINES; cd {shlex.quote(str(cwd))} && {command}; echo DASHBOARD-EXIT=$?; sleep 60"
+        )
         self.tmux("new-session", "-d", "-s", self.target, "-x", str(size[0]), "-y", str(size[1]), wrapped)
 
     def tmux(self, *args: str) -> str:
@@ -83,7 +85,9 @@ class Pane:
             if predicate(screen):
                 return screen
             if "trainer failed" in screen:
-                raise AssertionError(f"the trainer failed while waiting for {what}; the pane shows:\n{screen}")
+                raise AssertionError(
+                    f"the trainer failed while waiting for {what}; the pane shows:\n{screen}"
+                )
             time.sleep(0.25)
         raise AssertionError(f"timed out waiting for {what}; the pane shows:\n{screen}")
 

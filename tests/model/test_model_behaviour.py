@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from model_testing import tiny_config, tiny_model
+from model_testing import VARIANTS, tiny_config, tiny_model
 
 from alm.model import Transformer
 from alm.model.ffn import DualFFN, SwiGLU
@@ -32,7 +32,9 @@ def test_loss_ignores_minus_100_targets_and_excludes_aux(make_model) -> None:
     out = model(idx, targets)
     masked = targets.clone()
     masked[:, 5:] = -100
-    expected = torch.nn.functional.cross_entropy(out.logits[:, :5].reshape(-1, 61), targets[:, :5].reshape(-1))
+    expected = torch.nn.functional.cross_entropy(
+        out.logits[:, :5].reshape(-1, 61), targets[:, :5].reshape(-1)
+    )
     torch.testing.assert_close(model(idx, masked).loss, expected)
     assert out.aux_loss.ndim == 0 and out.aux_loss.item() > 0
     plain = make_model()(idx, targets)
@@ -139,3 +141,33 @@ def test_logits_to_keep_returns_the_last_positions(make_model) -> None:
     idx = torch.randint(0, 61, (2, 10))
     full = model(idx).logits
     torch.testing.assert_close(model(idx, logits_to_keep=1).logits, full[:, -1:])
+
+
+@pytest.mark.parametrize("variant", ["rope", "alibi-6-heads-gqa", "dual"])
+def test_bf16_autocast_trains_and_decodes_with_a_cache_of_either_dtype(variant: str) -> None:
+    model = tiny_model(**VARIANTS[variant])
+    idx = torch.randint(0, 61, (2, 12))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(idx, idx)
+        (out.loss + out.aux_loss).backward()
+        assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
+        for cache in (model.new_cache(2, dtype=torch.bfloat16), model.new_cache(2)):
+            model(idx[:, :8], cache=cache)
+            model(idx[:, 8:11], cache=cache)
+            assert model(idx[:, 11:], cache=cache).logits.shape == (2, 1, 61)
+
+
+@pytest.mark.parametrize("variant", ["rope", "alibi", "dual", "post-norm"])
+def test_a_tiny_model_memorises_a_batch(variant: str) -> None:
+    model = tiny_model(**VARIANTS[variant]).train()
+    g = torch.Generator().manual_seed(0)
+    idx, targets = torch.randint(0, 61, (4, 32), generator=g), torch.randint(0, 61, (4, 32), generator=g)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    first = None
+    for _ in range(60):
+        out = model(idx, targets)
+        (out.loss + out.aux_loss).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        first = first if first is not None else out.loss.item()
+    assert out.loss.item() < 0.5 * first, (first, out.loss.item())

@@ -8,7 +8,17 @@ from model_testing import VARIANTS
 
 from alm.errors import UsageError
 
-CACHE_VARIANTS = ["rope", "alibi", "alibi-6-heads-gqa", "learned", "nope", "gqa", "mqa", "dual", "dual-capacity"]
+CACHE_VARIANTS = [
+    "rope",
+    "alibi",
+    "alibi-6-heads-gqa",
+    "learned",
+    "nope",
+    "gqa",
+    "mqa",
+    "dual",
+    "dual-capacity",
+]
 
 
 def _decode_in_chunks(model, idx: torch.Tensor, chunks: list[int]) -> torch.Tensor:

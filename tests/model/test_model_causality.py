@@ -6,10 +6,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from model_testing import VARIANTS, tiny_config
 
 from alm.model import Transformer
-
-from model_testing import VARIANTS, tiny_config
 
 
 def _assert_prefix_unchanged(model: Transformer, idx: torch.Tensor, k: int, seed: int) -> None:
@@ -48,5 +47,7 @@ def test_causality_holds_at_any_split_point(variant: str, length: int, data: st.
     model = _PROPERTY_MODELS[variant]
     k = data.draw(st.integers(1, length - 1), label="k")
     seed = data.draw(st.integers(0, 2**16), label="seed")
-    idx = torch.randint(0, model.config.vocab_size, (3, length), generator=torch.Generator().manual_seed(seed))
+    idx = torch.randint(
+        0, model.config.vocab_size, (3, length), generator=torch.Generator().manual_seed(seed)
+    )
     _assert_prefix_unchanged(model, idx, k, seed=seed + 1)

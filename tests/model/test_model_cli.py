@@ -19,7 +19,17 @@ def test_info_shows_the_pico_preset() -> None:
 
 
 def test_info_json_with_overrides_and_vocab() -> None:
-    args = ["model", "info", "micro", "--set", "model.n_kv_heads=2", "--set", "d_model=256", "--vocab-size", "1000"]
+    args = [
+        "model",
+        "info",
+        "micro",
+        "--set",
+        "model.n_kv_heads=2",
+        "--set",
+        "d_model=256",
+        "--vocab-size",
+        "1000",
+    ]
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)

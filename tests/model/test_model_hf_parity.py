@@ -88,7 +88,13 @@ def test_state_dict_mapping_round_trips_exactly() -> None:
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("position", "alibi"), ("norm", "layernorm"), ("norm_position", "post"), ("ffn", "gelu"), ("ffn", "dual")],
+    [
+        ("position", "alibi"),
+        ("norm", "layernorm"),
+        ("norm_position", "post"),
+        ("ffn", "gelu"),
+        ("ffn", "dual"),
+    ],
 )
 def test_non_llama_settings_are_refused_by_name(setting: str, value: str) -> None:
     cfg = tiny_config(**{setting: value})

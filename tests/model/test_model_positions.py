@@ -6,11 +6,10 @@ import math
 
 import pytest
 import torch
+from model_testing import tiny_config
 
 from alm.model.attention import Attention, AttentionContext
 from alm.model.positions import RotaryEmbedding, alibi_bias, alibi_slopes, apply_rope
-
-from model_testing import tiny_config
 
 # -- RoPE ----------------------------------------------------------------------------------------------------
 
@@ -71,7 +70,7 @@ def test_alibi_slopes_match_the_closed_form() -> None:
     eight = [2.0 ** -(8 * i / 8) for i in range(1, 9)]
     torch.testing.assert_close(alibi_slopes(8), torch.tensor(eight))
     # n = 12: the 8 slopes above, then the odd-indexed slopes of 16 heads, 2^(-8i/16) for i = 1, 3, 5, 7.
-    twelve = eight + [2.0**-0.5, 2.0**-1.5, 2.0**-2.5, 2.0**-3.5]
+    twelve = [*eight, 2.0**-0.5, 2.0**-1.5, 2.0**-2.5, 2.0**-3.5]
     torch.testing.assert_close(alibi_slopes(12), torch.tensor(twelve))
     assert all(0 < s < 1 for s in alibi_slopes(6).tolist())
 
@@ -107,7 +106,11 @@ def test_alibi_attention_matches_a_naive_per_head_reference_with_batch_and_gqa()
     for b in range(B):
         for h in range(H):
             g = h // (H // KV)  # the KV head serving query head h
-            qh, kh, vh = q[b, :, h * hd : (h + 1) * hd], k[b, :, g * hd : (g + 1) * hd], v[b, :, g * hd : (g + 1) * hd]
+            qh, kh, vh = (
+                q[b, :, h * hd : (h + 1) * hd],
+                k[b, :, g * hd : (g + 1) * hd],
+                v[b, :, g * hd : (g + 1) * hd],
+            )
             scores = qh @ kh.T / math.sqrt(hd)
             for i in range(T):
                 for j in range(T):

@@ -18,3 +18,22 @@ def test_all_three_decoders_produce_the_same_greedy_tokens():
     assert result.hf is not None and result.hf.tokens == result.cached.tokens  # same weights via alm.model.hf
     record = result.to_dict()
     assert record["hf_agree_tokens"] == 24 and record["vs_recompute"] > 0 and record["vs_hf"] > 0
+
+
+def test_bench_cli_runs_on_a_model_file(tmp_path):
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from alm.cli.app import app
+
+    model_file = tmp_path / "tiny.yaml"
+    model_file.write_text(yaml.safe_dump({"d_model": 32, "n_layers": 1, "n_heads": 2, "max_seq_len": 16}))
+    args = ["bench", "sample", "--model", str(model_file), "--vocab-size", "64", "--new-tokens", "6"]
+    result = CliRunner().invoke(app, [*args, "--repeats", "1", "--no-peer", "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["new_tokens"] == 6 and record["recompute_agree_tokens"] == 6 and record["vs_hf"] is None
+    bad = CliRunner().invoke(app, [*args[:4], "--new-tokens", "0"])
+    assert bad.exit_code == 2

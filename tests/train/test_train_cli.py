@@ -21,7 +21,7 @@ from alm.runs import read_events, run_status
 from alm.train.checkpoint import load_checkpoint
 from alm.train.rundir import RunDir
 
-STEPS = 40
+STEPS = 24
 
 
 def _train_args(tiny, run: Path, *extra: str) -> list[str]:
@@ -40,7 +40,7 @@ def _train_args(tiny, run: Path, *extra: str) -> list[str]:
         "--set",
         f"train.steps={STEPS}",
         "--set",
-        "train.eval_interval=10",
+        "train.eval_interval=8",
         "--set",
         "train.ckpt_interval=0",
         *extra,
@@ -81,23 +81,26 @@ def _wait_for_step(events: Path, step: int, proc: subprocess.Popen, timeout: flo
 @pytest.mark.slow
 def test_sigint_then_resume_is_bit_identical(tiny_data, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    reference = _alm(_train_args(tiny_data, runs / "full"), tmp_path)
-    assert reference.returncode == 0, reference.stderr
-    assert "alm sample" in reference.stdout  # the next commands are printed
-
     stopped = runs / "stopped"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "alm", *_train_args(tiny_data, stopped)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+
+    def start(run: Path) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "alm", *_train_args(tiny_data, run)],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    reference, proc = start(runs / "full"), start(stopped)  # side by side: the losses must not care
     _wait_for_step(stopped / "events.jsonl", 5, proc)
     assert RunDir(stopped).is_live() and run_status(stopped) == "running"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
+    ref_out, ref_err = reference.communicate(timeout=180)
+    assert reference.returncode == 0, ref_err
+    assert "alm sample" in ref_out  # the next commands are printed
     stop = read_events(stopped / "events.jsonl")[-1]
     assert stop["type"] == "stop" and stop["reason"] == "interrupted"
     # runs/ under the working directory is the default root, so the printed command names the run alone
@@ -123,7 +126,7 @@ def test_sigint_then_resume_is_bit_identical(tiny_data, tmp_path: Path) -> None:
         app, ["runs", "compare", "full", "stopped", "--runs-dir", str(runs), "--out", str(png)]
     )
     assert compared.exit_code == 0, compared.output
-    assert "best val loss" in compared.output and png.stat().st_size > 1000
+    assert "best val" in compared.output and png.stat().st_size > 1000
 
 
 @pytest.fixture

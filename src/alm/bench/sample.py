@@ -76,21 +76,24 @@ class SampleBenchResult:
         return out
 
 
+WARMUP_TOKENS = 8
+
+
 def _interleaved_best(
-    contenders: dict[str, Callable[[], list[int]]], repeats: int, device: torch.device
+    contenders: dict[str, Callable[[int], list[int]]], new_tokens: int, repeats: int, device: torch.device
 ) -> dict[str, Timing]:
-    """Best time of each contender over `repeats` rounds, taking turns within each round, after one warm-up
-    run each (allocator, kernels, lazy init). Taking turns spreads other processes' load over all of them."""
+    """Best time of each contender decoding `new_tokens` over `repeats` rounds, taking turns within each round
+    (so other processes' load spreads over all of them), after a short warm-up each (allocator, kernels)."""
     from alm.device import synchronize
 
     for run in contenders.values():
-        run()
+        run(min(WARMUP_TOKENS, new_tokens))
     best = {name: Timing(name, float("inf"), []) for name in contenders}
     for _ in range(repeats):
         for name, run in contenders.items():
             synchronize(device)
             start = time.perf_counter()
-            tokens = run()
+            tokens = run(new_tokens)
             synchronize(device)
             seconds = time.perf_counter() - start
             if seconds < best[name].seconds:
@@ -156,11 +159,14 @@ def run_sample_bench(
     model = Transformer(model_cfg).to(device).eval()
     prompt = torch.randint(0, model_cfg.vocab_size, (1, prompt_tokens), device=device)
     prompt_ids = prompt[0].tolist()
-    greedy = SamplingConfig(greedy=True, max_new_tokens=new_tokens)
 
-    contenders: dict[str, Callable[[], list[int]]] = {
-        "cached": lambda: list(generate_tokens(model, prompt_ids, greedy, device=device)),
-        "recompute": lambda: _recompute_greedy(model, prompt, new_tokens),
+    def cached(n: int) -> list[int]:
+        greedy = SamplingConfig(greedy=True, max_new_tokens=n)
+        return list(generate_tokens(model, prompt_ids, greedy, device=device))
+
+    contenders: dict[str, Callable[[int], list[int]]] = {
+        "cached": cached,
+        "recompute": lambda n: _recompute_greedy(model, prompt, n),
     }
     transformers_version = None
     if with_hf:
@@ -168,8 +174,8 @@ def run_sample_bench(
 
         transformers_version = transformers.__version__
         hf_model = build_hf_model(model, device)
-        contenders["hf"] = lambda: _hf_greedy(hf_model, prompt, new_tokens)
-    timings = _interleaved_best(contenders, repeats, device)
+        contenders["hf"] = lambda n: _hf_greedy(hf_model, prompt, n)
+    timings = _interleaved_best(contenders, new_tokens, repeats, device)
 
     return SampleBenchResult(
         device=_describe_device(device),

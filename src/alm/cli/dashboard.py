@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from alm.cli.common import handle_errors
+from alm.dashboard import DEFAULT_THEME
 from alm.errors import UsageError
 
 RunArgument = Annotated[str | None, typer.Argument(help="Open this run directly (a name under --runs-dir).")]
@@ -20,7 +21,7 @@ ThemeOption = Annotated[
 
 @handle_errors
 def dashboard(
-    run: RunArgument = None, runs_dir: RunsDirOption = Path("runs"), theme: ThemeOption = "ansi-dark"
+    run: RunArgument = None, runs_dir: RunsDirOption = Path("runs"), theme: ThemeOption = DEFAULT_THEME
 ) -> None:
     """Watch runs live, start/stop/resume training and sample checkpoints (q quits, ? helps)."""
     open_dashboard(run, runs_dir, theme)
@@ -28,19 +29,13 @@ def dashboard(
 
 @handle_errors
 def tui(
-    run: RunArgument = None, runs_dir: RunsDirOption = Path("runs"), theme: ThemeOption = "ansi-dark"
+    run: RunArgument = None, runs_dir: RunsDirOption = Path("runs"), theme: ThemeOption = DEFAULT_THEME
 ) -> None:
     """Alias of `alm dashboard`."""
     open_dashboard(run, runs_dir, theme)
 
 
 def open_dashboard(run: str | None, runs_dir: Path, theme: str) -> None:
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        # Textual needs a terminal on both ends; without one it would block writing escape codes.
-        raise UsageError(
-            "the dashboard needs an interactive terminal (stdin and stdout must be a TTY)",
-            hint="run it directly in a terminal; for scripts use `alm runs list` or read runs/NAME/events.jsonl",
-        )
     from textual.theme import BUILTIN_THEMES
 
     if theme not in BUILTIN_THEMES:
@@ -48,7 +43,15 @@ def open_dashboard(run: str | None, runs_dir: Path, theme: str) -> None:
     if run is not None:
         from alm.train.rundir import resolve_run_dir
 
-        run = resolve_run_dir(run, runs_dir).name
+        # A name under --runs-dir, or a run directory anywhere: then its parent holds the runs shown.
+        run_dir = resolve_run_dir(run, runs_dir).path
+        runs_dir, run = run_dir.parent, run_dir.name
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        # Textual needs a terminal on both ends; without one it would block writing escape codes.
+        raise UsageError(
+            "the dashboard needs an interactive terminal (stdin and stdout must be a TTY)",
+            hint="run it directly in a terminal; for scripts use `alm runs list` or read runs/NAME/events.jsonl",
+        )
     from alm.dashboard.app import DashboardApp
 
     DashboardApp(runs_dir, run=run, theme=theme).run()

@@ -9,7 +9,9 @@ import typer
 
 from alm.cli.common import SetOption, console, handle_errors, overrides
 
-model_app = typer.Typer(help="Inspect model presets: parameter counts, FLOPs, KV-cache size.", no_args_is_help=True)
+model_app = typer.Typer(
+    help="Inspect model presets: parameter counts, FLOPs, KV-cache size.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -26,11 +28,18 @@ def _human(n: float, unit: str = "") -> str:
 @model_app.command("info")
 @handle_errors
 def info(
-    model: Annotated[str, typer.Argument(metavar="PRESET|FILE", help="A preset (micro, pico, nano, small) or a model YAML.")],
+    model: Annotated[
+        str,
+        typer.Argument(metavar="PRESET|FILE", help="A preset (micro, pico, nano, small) or a model YAML."),
+    ],
     set_: SetOption = None,
     vocab_size: Annotated[
         int | None,
-        typer.Option("--vocab-size", min=1, help="Vocabulary to count with (default: the config's, else the preset's reference)."),
+        typer.Option(
+            "--vocab-size",
+            min=1,
+            help="Vocabulary to count with (default: the config's, else the preset's reference).",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -66,7 +75,11 @@ def info(
     table.add_column(style="dim")
     rows = [
         ("params", _human(summary["params"]), f"{summary['params']:,}"),
-        ("params (non-embedding)", _human(summary["params_non_embedding"]), f"{summary['params_non_embedding']:,}"),
+        (
+            "params (non-embedding)",
+            _human(summary["params_non_embedding"]),
+            f"{summary['params_non_embedding']:,}",
+        ),
         ("vocab", f"{summary['vocab_size']:,}", vocab_note),
         ("layers", str(summary["n_layers"]), ""),
         ("d_model", str(summary["d_model"]), f"head_dim {summary['head_dim']}"),

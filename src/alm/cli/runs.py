@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from alm.cli.common import console, handle_errors
@@ -49,9 +50,11 @@ def list_(runs_dir: RootOption = Path("runs")) -> None:
     if not runs:
         console.print(f"no runs under {runs_dir}/ yet — start one with [bold]alm train[/]")
         return
-    table = Table(title=f"runs in {runs_dir}/", title_justify="left")
-    for column in ("name", "status", "step", "tokens", "loss", "best val", "updated"):
-        table.add_column(column, justify="left" if column in ("name", "status") else "right")
+    table = Table(title=f"runs in {runs_dir}/", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for column in ("step", "tokens", "loss", "best val", "updated"):
+        table.add_column(column, justify="right", no_wrap=True)
     for r in runs:
         style = STATUS_STYLE.get(r.status, "")
         total = f"/{r.total_steps}" if r.total_steps else ""
@@ -81,9 +84,11 @@ def compare(
     from alm.train.progress import format_count
 
     dirs = [resolve_run_dir(name, runs_dir).path for name in runs]
-    table = Table(title="run comparison", title_justify="left")
-    for column in ("name", "status", "params", "tokens", "best val loss", "val bpb", "tok/s"):
-        table.add_column(column, justify="left" if column in ("name", "status") else "right")
+    table = Table(title="run comparison", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for column in ("params", "tokens", "best val", "bpb", "tok/s"):
+        table.add_column(column, justify="right", no_wrap=True)
     for row in compare_runs(dirs):
         table.add_row(
             row.name,

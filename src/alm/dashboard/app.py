@@ -17,6 +17,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
+from alm.dashboard import DEFAULT_THEME
 from alm.dashboard.screens.help import HelpScreen
 from alm.dashboard.screens.quit import QuitChoice, QuitScreen
 from alm.dashboard.screens.run import RunScreen
@@ -38,7 +39,6 @@ from alm.train.rundir import default_run_name
 # The open run is polled this often; the whole runs directory every RUNS_EVERY ticks.
 TICK_S = 0.25
 RUNS_EVERY = 8
-DEFAULT_THEME = "ansi-dark"  # the terminal's own palette
 
 
 class DashboardApp(App[None]):

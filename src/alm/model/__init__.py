@@ -14,7 +14,11 @@ if TYPE_CHECKING:
     from alm.model.cache import KVCache
     from alm.model.transformer import ModelOutput, Transformer
 
-_LAZY = {"Transformer": "alm.model.transformer", "ModelOutput": "alm.model.transformer", "KVCache": "alm.model.cache"}
+_LAZY = {
+    "Transformer": "alm.model.transformer",
+    "ModelOutput": "alm.model.transformer",
+    "KVCache": "alm.model.cache",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -12,6 +12,16 @@ from alm.model.cache import KVCache
 from alm.model.config import ModelConfig
 from alm.model.positions import apply_rope
 
+_TORCH_VERSION = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+
+
+def _sdpa_handles_gqa(device_type: str, masked: bool) -> bool:
+    """SDPA's enable_gqa on MPS crashes before torch 2.7 (pytorch#149132) and supports masks only from 2.13
+    (as transformers also assumes); elsewhere it is native. Where it is not, KV heads are repeated instead."""
+    if device_type != "mps":
+        return True
+    return _TORCH_VERSION >= (2, 13) or (not masked and _TORCH_VERSION >= (2, 7))
+
 
 class AttentionContext(NamedTuple):
     """What every layer shares in one forward pass, built once by the Transformer."""
@@ -45,6 +55,10 @@ class Attention(nn.Module):
             k, v = cache.update(layer, k, v)
             if k.dtype != q.dtype:  # a cache made in another dtype than autocast computes in
                 k, v = k.to(q.dtype), v.to(q.dtype)
+        grouped = KV != H  # query head h reads KV head h // (H // KV)
+        if grouped and not _sdpa_handles_gqa(q.device.type, ctx.mask is not None):
+            k, v = k.repeat_interleave(H // KV, dim=1), v.repeat_interleave(H // KV, dim=1)
+            grouped = False
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -52,6 +66,6 @@ class Attention(nn.Module):
             attn_mask=ctx.mask,
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=ctx.is_causal,
-            enable_gqa=KV != H,  # query head h reads KV head h // (H // KV), as repeat_interleave would
+            enable_gqa=grouped,
         )
         return self.proj(y.transpose(1, 2).reshape(B, T, H * self.head_dim))

@@ -86,7 +86,11 @@ class ModelConfig:
     # -- validation ------------------------------------------------------------------------------------------
     def validate(self) -> None:
         v = self.vocab_size
-        require(v is None or v > 0, "vocab_size", f"must be a positive integer or null (from the tokenizer), got {v}")
+        require(
+            v is None or v > 0,
+            "vocab_size",
+            f"must be a positive integer or null (from the tokenizer), got {v}",
+        )
         for key in ("d_model", "n_layers", "n_heads", "multiple_of", "max_seq_len"):
             value = getattr(self, key)
             require(value > 0, key, f"must be a positive integer, got {value}")
@@ -96,7 +100,9 @@ class ModelConfig:
             f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; pick a divisor of d_model",
         )
         kv = self.n_kv_heads
-        require(kv is None or kv > 0, "n_kv_heads", f"must be a positive integer or null (= n_heads), got {kv}")
+        require(
+            kv is None or kv > 0, "n_kv_heads", f"must be a positive integer or null (= n_heads), got {kv}"
+        )
         require(
             self.n_heads % self.kv_heads == 0,
             "n_kv_heads",
@@ -107,7 +113,9 @@ class ModelConfig:
             "n_heads",
             f"RoPE rotates pairs of channels, so head_dim (d_model/n_heads = {self.head_dim}) must be even",
         )
-        require(self.d_ff is None or self.d_ff > 0, "d_ff", f"must be a positive integer or null, got {self.d_ff}")
+        require(
+            self.d_ff is None or self.d_ff > 0, "d_ff", f"must be a positive integer or null, got {self.d_ff}"
+        )
         require(self.norm_eps > 0, "norm_eps", f"must be > 0, got {self.norm_eps}")
         require(self.rope_theta > 0, "rope_theta", f"must be > 0, got {self.rope_theta}")
         require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")

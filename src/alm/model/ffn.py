@@ -65,7 +65,9 @@ class DualFFN(nn.Module):
         logits = self.router(x).float()  # [B, T, 2]; routing decisions in fp32 even under autocast
         p_large = logits.softmax(dim=-1)[..., 1]
         wants_large = p_large > 0.5  # a tie goes to the cheaper expert
-        use_large = wants_large if self.capacity_factor is None else wants_large & self._within_capacity(p_large)
+        use_large = (
+            wants_large if self.capacity_factor is None else wants_large & self._within_capacity(p_large)
+        )
         gate = torch.where(use_large, p_large, 1.0 - p_large).unsqueeze(-1).to(x.dtype)
         y = torch.where(use_large.unsqueeze(-1), self.large(x), self.small(x)) * gate
 

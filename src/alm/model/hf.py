@@ -125,7 +125,9 @@ def from_hf_llama_state_dict(sd: dict[str, torch.Tensor], cfg: ModelConfig) -> d
 
     def take(name: str) -> torch.Tensor:
         if name not in sd:
-            raise UsageError(f"the Llama state dict has no '{name}'", hint="is it a LlamaForCausalLM checkpoint?")
+            raise UsageError(
+                f"the Llama state dict has no '{name}'", hint="is it a LlamaForCausalLM checkpoint?"
+            )
         return sd[name]
 
     embed = take("model.embed_tokens.weight")

@@ -24,7 +24,9 @@ class RotaryEmbedding(nn.Module):
 
     def _tables(self, device: torch.device | None) -> tuple[torch.Tensor, torch.Tensor]:
         # Same arithmetic as transformers' Llama rotary embedding (int64 arange, then fp32), so logits match.
-        exponents = torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=device).float() / self.head_dim
+        exponents = (
+            torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=device).float() / self.head_dim
+        )
         inv_freq = 1.0 / (self.theta**exponents)
         positions = torch.arange(self.max_seq_len, dtype=torch.int64, device=device).float()
         angles = torch.outer(positions, inv_freq)

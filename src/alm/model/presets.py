@@ -42,7 +42,9 @@ def resolve_model_source(name_or_path: str | Path) -> Path:
     path = Path(text).expanduser()
     if path.suffix in (".yaml", ".yml") or "/" in text or path.is_file():
         if not path.is_file():
-            raise UsageError(f"model config file not found: {path}", hint=f"presets: {', '.join(available_presets())}")
+            raise UsageError(
+                f"model config file not found: {path}", hint=f"presets: {', '.join(available_presets())}"
+            )
         return path
     return preset_path(text)
 

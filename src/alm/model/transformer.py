@@ -14,7 +14,7 @@ from alm.model.attention import Attention, AttentionContext
 from alm.model.cache import KVCache
 from alm.model.config import ModelConfig
 from alm.model.ffn import DualFFN, RouterOutput, make_ffn
-from alm.model.norms import make_norm
+from alm.model.norms import RMSNorm, make_norm
 from alm.model.positions import RotaryEmbedding, alibi_bias, alibi_slopes
 
 
@@ -63,7 +63,9 @@ class Transformer(nn.Module):
         self.config = config
         vocab = config.require_vocab()
         self.tok_emb = nn.Embedding(vocab, config.d_model)
-        self.pos_emb = nn.Embedding(config.max_seq_len, config.d_model) if config.position == "learned" else None
+        self.pos_emb = (
+            nn.Embedding(config.max_seq_len, config.d_model) if config.position == "learned" else None
+        )
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         # Post-norm blocks already end in a norm; pre-norm needs one before the head.
@@ -94,8 +96,8 @@ class Transformer(nn.Module):
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
                 nn.init.normal_(module.weight, mean=0.0, std=std)
-            elif hasattr(module, "reset_parameters") and not isinstance(module, nn.Linear | nn.Embedding):
-                module.reset_parameters()  # norms
+            elif isinstance(module, RMSNorm | nn.LayerNorm):
+                module.reset_parameters()
         residual_std = std / math.sqrt(2 * self.config.n_layers)
         for name, param in self.named_parameters():
             if name.endswith(("attn.proj.weight", "down.weight")):
@@ -151,7 +153,9 @@ class Transformer(nn.Module):
         logits = self.head(x)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100
+            )
         if routed:
             aux_loss = torch.stack([r.aux_loss for r in routed]).mean()
             stats = {

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 import yaml
 from rich.console import Console
+from rich.markup import escape
 
 from alm.device import (
     apply_matmul_precision,
@@ -439,7 +440,7 @@ class Trainer:
             )
         self.state.last_sample = tcfg.sample_prompt + text
         events.emit("sample", step=step, prompt=tcfg.sample_prompt, text=text)
-        progress.note(f"[magenta]sample[/] step {step}:\n{(tcfg.sample_prompt + text).strip()}")
+        progress.note(f"[magenta]sample[/] step {step}:\n{escape((tcfg.sample_prompt + text).strip())}")
 
     def _checkpoint_dict(self) -> dict[str, Any]:
         state = self.state
@@ -493,7 +494,7 @@ class Trainer:
         self, events: EventWriter, progress: NullProgress, message: str, step: int | None = None
     ) -> None:
         events.emit("warning", step=self.state.step if step is None else step, message=message)
-        progress.note(f"[yellow]warning:[/] {message}")
+        progress.note(f"[yellow]warning:[/] {escape(message)}")
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ same option names as the CLI. One sample runs at a time; Esc cancels it between 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
@@ -21,6 +22,13 @@ from alm.dashboard.sampling import SampleRequest, SamplerSession, checkpoint_cho
 from alm.errors import AlmError, UsageError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    request: SampleRequest
+    text: str
+    note: str  # checkpoint step, seed, token count, why it stopped
 
 
 class SamplePane(Vertical):
@@ -54,6 +62,7 @@ class SamplePane(Vertical):
         )
         self._prompt = self._output = ""
         self._choices: list[str] = []
+        self.history: list[SampleResult] = []
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="sample-knobs"):
@@ -234,14 +243,14 @@ class SamplePane(Vertical):
             self.running = False
             self.query_one("#sample-go", Button).disabled = False
             self.query_one("#sample-cancel", Button).disabled = True
-        history = self.query_one("#sample-history", RichLog)
         if message.error:
             self._show_error(message.error)
             return
         self.query_one("#sample-output", Static).update(
             Text.assemble((message.request.prompt, "bold"), message.text, "\n", (message.note, "dim"))
         )
-        history.write(
+        self.history.append(SampleResult(message.request, message.text, message.note))
+        self.query_one("#sample-history", RichLog).write(
             Text.assemble(
                 (message.request.describe(), "cyan"),
                 "  ",
