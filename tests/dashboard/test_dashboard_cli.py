@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import history, make_run
+from dashboard_helpers import history, make_run
 from typer.testing import CliRunner
 
 from alm.cli.app import app

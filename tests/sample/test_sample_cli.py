@@ -130,6 +130,8 @@ def test_eval_bad_input_is_a_usage_error(run_dir, tmp_path):
     binary.write_bytes(b"\xff\xfe\x00bad")
     result = runner.invoke(app, ["eval", "parrot", "--text", str(binary)])
     assert result.exit_code == 2 and "UTF-8" in result.stderr
+    result = runner.invoke(app, ["eval", "parrot", "--stride", "4"])
+    assert result.exit_code == 2 and "--stride applies to --text" in result.stderr
 
 
 def test_interactive_loop_runs_each_prompt_until_quit():

@@ -53,12 +53,13 @@ def _alm(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess:
     )
 
 
-def _step_losses(run: Path) -> dict[int, float]:
-    losses: dict[int, float] = {}
-    for event in read_events(run / "events.jsonl"):
-        if event["type"] == "step":
-            losses[event["step"]] = event["loss"]  # a resumed run logs later steps once more: keep the last
-    return losses
+def _step_losses(run: Path) -> dict[int, tuple[float, float]]:
+    """step -> (loss, loss EMA); the EMA is carried through checkpoints, so it must match as well."""
+    return {
+        e["step"]: (e["loss"], e["loss_ema"])
+        for e in read_events(run / "events.jsonl")
+        if e["type"] == "step"
+    }
 
 
 def _eval_losses(run: Path) -> dict[int, float]:
@@ -202,3 +203,27 @@ def test_bad_config_values_are_clear_errors(tiny_data, tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
     result = CliRunner().invoke(app, [*_train_args(tiny_data, tmp_path / "r"), "--set", "optim.lr=1"])
     assert result.exit_code == 2 and "model, train, data" in result.output
+
+
+def test_a_nan_stop_exits_1_and_names_the_last_good_checkpoint(
+    tiny_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alm.train import trainer as trainer_mod
+
+    real, calls = trainer_mod.training_loss, {"n": 0}
+
+    def nan_from_step_5(out):
+        calls["n"] += 1
+        loss, reported = real(out)
+        return (loss * float("nan"), reported * float("nan")) if calls["n"] >= 5 else (loss, reported)
+
+    monkeypatch.setattr(trainer_mod, "training_loss", nan_from_step_5)
+    run = tmp_path / "runs" / "diverged"
+    result = CliRunner().invoke(
+        app,
+        [*_train_args(tiny_data, run), "--set", "train.ckpt_interval=2", "--set", "train.max_bad_steps=2"],
+    )
+    assert result.exit_code == 1, result.output
+    assert "not finite for 2 steps in a row" in result.output
+    assert "last good checkpoint" in result.output and "last.pt" in result.output
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4

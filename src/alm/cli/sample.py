@@ -92,7 +92,7 @@ def _stream_one(model, tokenizer, prompt: str, cfg: SamplingConfig, device) -> N
         )
     out = sys.stdout
     if out.isatty():
-        console.print(prompt, style="bold", end="")
+        console.print(prompt, style="bold", end="", markup=False, soft_wrap=True)
     start = time.perf_counter()
     try:
         for piece in stream:
@@ -230,6 +230,10 @@ def evaluate(
     """Loss, perplexity and bits per byte of a trained model on a text file or a packed split."""
     from alm.evaluate import evaluate_split, evaluate_text
 
+    if text is None and stride is not None:
+        raise UsageError("--stride applies to --text only (a packed split is read in whole windows)")
+    if text is not None and max_batches is not None:
+        raise UsageError("--max-batches applies to a packed split only, not to --text")
     if text is not None:
         if not text.is_file():
             raise UsageError(f"text file not found: {text}")

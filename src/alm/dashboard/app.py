@@ -228,7 +228,9 @@ class DashboardApp(App[None]):
             interrupt_pid(pid)
         self.stopping.add(name)
         if again:
-            self.notify(f"{name}: interrupt sent again; the checkpoint is written atomically either way.")
+            self.notify(
+                f"{name}: interrupted again — the trainer stops at once (checkpoints are atomic: still valid)."
+            )
         else:
             self.notify(f"{name}: stopping — finishing the step and saving last.pt…", title="Ctrl+C")
         self.refresh_views()

@@ -63,11 +63,3 @@ class EventTail:
                 yield event
             else:
                 self.bad_lines += 1
-
-    @property
-    def at_end(self) -> bool:
-        """Whether everything on disk has been read (false while replaying a long file over several polls)."""
-        try:
-            return self.path.stat().st_size <= self.offset
-        except FileNotFoundError:
-            return True

@@ -50,7 +50,7 @@ class LoadedModel:
 
 class SamplerSession:
     """Loads a run's checkpoint (once; again only when the file changes, e.g. last.pt during training) and
-    streams text from it. Not thread-safe by design: the dashboard allows one job at a time (`busy`)."""
+    streams text from it. One job at a time: a second `stream()` while one runs is refused."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
@@ -59,10 +59,6 @@ class SamplerSession:
             None  # alm.sample.GenerationInfo of the latest sample (seed, trimming, stop reason)
         )
         self.lock = threading.Lock()
-
-    @property
-    def busy(self) -> bool:
-        return self.lock.locked()
 
     def load(self, checkpoint: str, device_name: str) -> LoadedModel:
         from alm.device import resolve_device

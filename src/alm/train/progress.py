@@ -89,17 +89,21 @@ class ProgressState:
     def eta(self) -> float | None:
         return self.rate.eta(self.total_steps - self.step)
 
-    def metrics_line(self) -> str:
+    def metrics_parts(self) -> tuple[str, str]:
+        """(optimisation figures, throughput and progress figures)."""
         m = self.metrics
-        parts = [
-            f"loss {format_float(m.get('loss'))} (ema {format_float(m.get('loss_ema'))})",
-            f"lr {format_float(m.get('lr'), '.2e')}",
-            f"grad norm {format_float(m.get('grad_norm'), '.3f')}",
-            f"tok/s {format_count(m.get('tok_per_s'))}",
-            f"tokens {format_count(self.tokens)}",
-            f"best val {format_float(m.get('best_val_loss'))}",
-        ]
-        return "  ".join(parts)
+        optimisation = (
+            f"loss {format_float(m.get('loss'))} (ema {format_float(m.get('loss_ema'))})  "
+            f"lr {format_float(m.get('lr'), '.2e')}  grad norm {format_float(m.get('grad_norm'), '.3f')}"
+        )
+        throughput = (
+            f"tok/s {format_count(m.get('tok_per_s'))}  tokens {format_count(self.tokens)}  "
+            f"best val {format_float(m.get('best_val_loss'))}"
+        )
+        return optimisation, throughput
+
+    def metrics_line(self) -> str:
+        return "  ".join(self.metrics_parts())
 
     def position_line(self) -> str:
         pct = 100.0 * self.step / self.total_steps if self.total_steps else 0.0
@@ -131,6 +135,11 @@ class NullProgress:
         self.state.rate.add(step)
 
     def update(self, metrics: dict[str, Any]) -> None:
+        """New figures at a log step (plain progress prints a line)."""
+        self.state.metrics.update(metrics)
+
+    def set(self, **metrics: Any) -> None:
+        """Update figures shown with the next refresh or line, printing nothing (e.g. a new best val loss)."""
         self.state.metrics.update(metrics)
 
     def note(self, text: str) -> None:
@@ -188,7 +197,8 @@ class RichProgress(NullProgress):
         grid.add_column(ratio=1)
         grid.add_row(ProgressBar(total=max(1, state.total_steps), completed=state.step))
         grid.add_row(Text(state.position_line(), style="bold"))
-        grid.add_row(Text(state.metrics_line()))
+        for part in state.metrics_parts():
+            grid.add_row(Text(part))
         return Panel(Group(grid), title=self.title or "training", title_align="left", border_style="cyan")
 
     def start(self, step: int, tokens: int) -> None:

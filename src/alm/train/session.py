@@ -57,14 +57,15 @@ class RunConfig:
         return {"model": to_dict(self.model), "train": to_dict(self.train), "data": to_dict(self.data)}
 
 
-def _load_data_file(path: Path | None, overrides: list[str]) -> DataConfig:
-    data = read_yaml(path) if path is not None else {}
+def _load_data_file(path: Path | None, overrides: list[str], **defaults: Any) -> DataConfig:
+    data = {**defaults, **(read_yaml(path) if path is not None else {})}
     source = str(path) if path is not None else None
     return from_dict(DataConfig, apply_overrides(data, overrides), source=source, prefix="data.")
 
 
 def load_data_config(data: str | Path | None, overrides: Iterable[str] = ()) -> DataConfig:
-    """`--data`: a corpus.yaml, a directory holding one (data is built under that directory), or None (built-in)."""
+    """`--data`: a corpus.yaml; a data directory (built under it, from its corpus.yaml if it has one, else from
+    the built-in corpus); or None (the built-in corpus under ./data)."""
     overrides = list(overrides)
     if data is None:
         return _load_data_file(None, overrides)
@@ -72,8 +73,8 @@ def load_data_config(data: str | Path | None, overrides: Iterable[str] = ()) -> 
     if path.is_dir():
         corpus = path / CORPUS_FILE
         if corpus.is_file():
-            return _load_data_file(corpus, overrides)
-        return _load_data_file(None, [f"root={path}", *overrides])
+            return _load_data_file(corpus, overrides, root=str(path))  # its own `root:` still wins
+        return _load_data_file(None, overrides, root=str(path))
     if path.suffix in (".yaml", ".yml"):
         return _load_data_file(path, overrides)  # a missing file is a ConfigError naming it
     raise UsageError(

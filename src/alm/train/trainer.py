@@ -44,7 +44,7 @@ from alm.device import (
     resolve_device,
     synchronize,
 )
-from alm.errors import AlmError, DataError
+from alm.errors import AlmError, DataError, UsageError
 from alm.train import checkpoint as ckpt_io
 from alm.train.evaluation import bytes_per_token, evaluate
 from alm.train.events import EventWriter
@@ -126,6 +126,7 @@ class Trainer:
         self.progress_mode = progress or self.tcfg.progress
         self.stop = stop or StopRequest()
         self.state = _State()
+        self.loss_ema: torch.Tensor | None = None  # on the device: no sync per step
 
     # -- set-up ----------------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -133,6 +134,11 @@ class Trainer:
         from alm.model import Transformer
 
         tcfg = self.tcfg
+        if self.world_size > 1:  # files and prints are already rank-aware; gradient sync is not built yet
+            raise UsageError(
+                f"WORLD_SIZE={self.world_size}: multi-process (torchrun) training is not supported yet",
+                hint="run `alm train` as a single process",
+            )
         self.device = resolve_device(tcfg.device)
         self.precision = choose_precision(probe_capabilities(self.device), tcfg.precision)
         apply_matmul_precision(self.precision)
@@ -178,6 +184,8 @@ class Trainer:
         self.sampler.load_state_dict(ckpt["loader"])
         restore_rng_state(ckpt["rng"], self.device)
         metrics = ckpt.get("metrics") or {}
+        if metrics.get("loss_ema") is not None:
+            self.loss_ema = torch.tensor(float(metrics["loss_ema"]), device=self.device)
         self.state = _State(
             step=int(ckpt["step"]),
             tokens=int(ckpt.get("tokens_seen", 0)),
@@ -219,13 +227,12 @@ class Trainer:
         norm = clip_grad_norm(list(self.model.parameters()), tcfg.grad_clip)
         bad_signal = mean_loss if self.scaler is not None else norm + mean_loss
         bad = not bool(torch.isfinite(bad_signal))  # the one host sync per step (see the module docstring)
-        if bad:
-            pass  # skip the update: weights and optimizer state stay exactly as they were
-        elif self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
+        if not bad:  # a bad step leaves weights and optimizer state exactly as they were
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         router = getattr(out, "router_stats", None)
         return mean_loss.detach(), norm.detach(), bad, router
@@ -294,7 +301,10 @@ class Trainer:
             run=self.plan.run.name,
             pid=os.getpid(),
             config=self.cfg.to_dict(),
-            device=describe(self.device, self.precision),
+            device={
+                **describe(self.device, self.precision),
+                "dtype": self.precision.autocast_dtype or "float32",
+            },
             params={"total": model.num_params(), "non_embedding": model.num_params(exclude_embeddings=True)},
             total_steps=self.tcfg.steps,
             resumed_from=self.state.step if self.plan.resume_from is not None else None,
@@ -310,7 +320,6 @@ class Trainer:
 
     def _loop(self, events: EventWriter, progress: NullProgress) -> str:
         tcfg, state = self.tcfg, self.state
-        loss_ema: torch.Tensor | None = None
         progress.start(state.step, state.tokens)
         last_log_time, last_log_step, paused = time.perf_counter(), state.step, 0.0
         while state.step < tcfg.steps:
@@ -333,7 +342,7 @@ class Trainer:
                     return "nan"
             else:
                 state.bad_streak = 0
-                loss_ema = loss if loss_ema is None else torch.lerp(loss_ema, loss, EMA_ALPHA)
+                self.loss_ema = loss if self.loss_ema is None else torch.lerp(self.loss_ema, loss, EMA_ALPHA)
             progress.advance(step, state.tokens)
 
             if step % tcfg.log_interval == 0 or step == tcfg.steps:
@@ -345,7 +354,7 @@ class Trainer:
                     "step": step,
                     "tokens": state.tokens,
                     "loss": loss.item(),
-                    "loss_ema": loss_ema.item() if loss_ema is not None else None,
+                    "loss_ema": self.loss_ema.item() if self.loss_ema is not None else None,
                     "lr": lr,
                     "grad_norm": norm.item(),
                     "tok_per_s": steps_done * self.tokens_per_step / elapsed,
@@ -409,6 +418,7 @@ class Trainer:
         )
         if improved:
             state.best_val_loss = result.loss
+            progress.set(best_val_loss=result.loss)
         events.emit(
             "eval",
             step=step,
@@ -460,7 +470,10 @@ class Trainer:
                 "fingerprint": self.train_ds.tokenizer_fingerprint,
                 "vocab_size": self.train_ds.vocab_size,
             },
-            "metrics": {"best_val_loss": state.best_val_loss},
+            "metrics": {
+                "best_val_loss": state.best_val_loss,
+                "loss_ema": self.loss_ema.item() if self.loss_ema is not None else None,
+            },
         }
 
     def _save(self, events: EventWriter, progress: NullProgress, kinds: tuple[str, ...]) -> None:

@@ -19,9 +19,8 @@ from textual.widgets import Button, Input, Label, RichLog, Select, Static
 
 from alm.dashboard.sample_command import parse_sample_line
 from alm.dashboard.sampling import SampleRequest, SamplerSession, checkpoint_choices
+from alm.dashboard.trainer import DEVICES
 from alm.errors import AlmError, UsageError
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass(frozen=True)
@@ -195,7 +194,10 @@ class SamplePane(Vertical):
         self.cancel_event.set()
         return True
 
-    @work(thread=True, exclusive=True, group="sample", exit_on_error=False)
+    def on_unmount(self) -> None:
+        self.cancel_event.set()  # a thread cannot be killed: ask it to stop so quitting never waits on it
+
+    @work(thread=True, group="sample", exit_on_error=False)
     def _run(self, requests: list[SampleRequest], cancel: threading.Event) -> None:
         # Runs in a worker thread: talks to the UI only through messages (post_message is thread-safe).
         for index, request in enumerate(requests):

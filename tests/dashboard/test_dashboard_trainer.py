@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_run, start_event
+from dashboard_helpers import make_run, start_event
 
 from alm.dashboard.trainer import TrainRequest, interrupt_pid, launch, resume_command, tail_text
 from alm.errors import UsageError

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from conftest import T0, history, make_run, start_event, step_event, write_events
+from dashboard_helpers import T0, history, make_run, start_event, step_event, write_events
 
 from alm.dashboard import format as fmt
 from alm.dashboard.events import EventTail

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
 from pathlib import Path
 
 import pytest
-from conftest import T0, fixed_clock, history, make_run, start_event, step_event, write_events
-from screen import screen_text
+from dashboard_helpers import (
+    T0,
+    fixed_clock,
+    history,
+    make_run,
+    screen_text,
+    start_event,
+    step_event,
+    write_events,
+)
 from textual.widgets import Input, Select
 
 from alm.dashboard.app import DashboardApp
+from alm.dashboard.sample_command import parse_sample_line
 from alm.dashboard.screens.help import HelpScreen
 from alm.dashboard.screens.quit import QuitScreen
 from alm.dashboard.screens.run import RunScreen
@@ -283,15 +291,16 @@ async def test_sampling_pane_streams_from_a_real_checkpoint(sampled_run: Path) -
         assert outputs[0] == outputs[1] and outputs[0]
         assert pane.history[-1].request.checkpoint == "step-10" and "step 10" in pane.history[-1].note
 
-        # Cancel: a long sample stops between tokens when Esc is pressed; meanwhile no second job starts.
-        prompt.value = "alm sample --prompt x -n 100000"
-        await pilot.press("enter")
-        await until(pilot, lambda: len(pane._output) > 0, timeout=60)
-        await pilot.press("enter")
+        # One job at a time, and Esc cancels it between tokens (staying on the run).
+        pane.start(
+            parse_sample_line("alm sample --prompt x -n 100000 --seed 0", run_dir=sampled_run / "tiny")
+        )
+        assert pane.running
+        pane.generate()  # a second job while one runs is refused, not started
         assert any("already being generated" in note for note in app.notes)
-        await pilot.press("escape")
+        app.screen.action_back()  # what Esc does
         await until(pilot, lambda: not pane.running, timeout=30)
-        assert isinstance(app.screen, RunScreen)  # Esc cancelled the sample instead of leaving the run
+        assert isinstance(app.screen, RunScreen)
         assert "stop: cancelled" in pane.history[-1].note and len(pane.history) == 4
 
         prompt.value = "alm sample --prompt x --top-p 7"
@@ -322,7 +331,3 @@ def test_the_app_module_does_not_import_torch() -> None:
     code = "import sys, alm.dashboard.app; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
-
-
-def test_asyncio_mode_is_auto() -> None:
-    assert asyncio.iscoroutinefunction(test_runs_view_lists_every_run_with_its_status)

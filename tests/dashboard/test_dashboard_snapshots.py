@@ -1,6 +1,6 @@
 """Snapshots of the main screens: fixed terminal size, fixed theme, fixed clock, events with fixed times.
 
-Update after an intended visual change with `pytest tests/dashboard/test_snapshots.py --snapshot-update` and
+Update after an intended visual change with `pytest tests/dashboard/test_dashboard_snapshots.py --snapshot-update` and
 look at the SVGs under __snapshots__/ before committing them.
 """
 
@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import fixed_clock
+from dashboard_helpers import fixed_clock
 
 from alm.dashboard.app import DashboardApp
 

@@ -1,0 +1,81 @@
+"""Resolving run configs (presets, files, --set) and deciding what a resume may change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alm.errors import ConfigError, UsageError
+from alm.train.rundir import default_run_name, run_path
+from alm.train.session import (
+    check_resume_changes,
+    config_changes,
+    finalize,
+    load_data_config,
+    load_run_config,
+)
+
+
+def test_defaults_are_the_micro_presets_on_the_builtin_corpus() -> None:
+    cfg = load_run_config()
+    assert cfg.preset == "micro" and cfg.model.d_model == 128 and cfg.train.steps > 0
+    assert cfg.data.sources[0].type == "builtin"
+
+
+def test_section_qualified_overrides() -> None:
+    cfg = load_run_config(overrides=["model.n_layers=2", "train.lr=1e-3", "data.val_fraction=0.2"])
+    assert (cfg.model.n_layers, cfg.train.lr, cfg.data.val_fraction) == (2, 1e-3, 0.2)
+    with pytest.raises(ConfigError, match="model, train, data"):
+        load_run_config(overrides=["optim.lr=1"])
+    with pytest.raises(ConfigError, match=r"train\.warmup_steps"):
+        load_run_config(overrides=["train.steps=5"])  # the micro warmup is longer than 5 steps
+
+
+def test_data_argument_forms(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.yaml"
+    corpus.write_text(yaml.safe_dump({"val_fraction": 0.3}))
+    assert load_data_config(corpus).val_fraction == 0.3
+    assert load_data_config(tmp_path).root == tmp_path  # a directory: data is built under it
+    (tmp_path / "corpus.yaml").write_text(yaml.safe_dump({"val_fraction": 0.25}))
+    from_dir = load_data_config(tmp_path)
+    assert from_dir.val_fraction == 0.25 and from_dir.root == tmp_path
+    with pytest.raises(ConfigError, match="not found"):
+        load_data_config(tmp_path / "missing.yaml")
+    with pytest.raises(UsageError, match=r"not a directory or a \.yaml"):
+        load_data_config(tmp_path / "notes.txt")
+
+
+def test_finalize_fills_vocab_and_seq_len() -> None:
+    cfg = finalize(load_run_config(), vocab_size=512)
+    assert cfg.model.vocab_size == 512 and cfg.train.seq_len == cfg.model.max_seq_len
+    with pytest.raises(ConfigError, match=r"train\.seq_len"):
+        finalize(load_run_config(overrides=["train.seq_len=100000"]), 512)
+    with pytest.raises(ConfigError, match=r"model\.vocab_size"):
+        finalize(load_run_config(overrides=["model.vocab_size=300"]), 512)
+
+
+def test_resume_allows_only_safe_changes() -> None:
+    saved = finalize(load_run_config(), 512).to_dict()
+    more = finalize(load_run_config(overrides=["train.steps=900", "train.eval_interval=7"]), 512).to_dict()
+    assert check_resume_changes(saved, more, step=100) == {
+        "train.eval_interval": (100, 7),
+        "train.steps": (300, 900),
+    }
+    assert config_changes(saved, saved) == {}
+    for change in ("model.d_model=64", "train.lr=0.1", "train.seed=1", "data.val_fraction=0.3"):
+        other = finalize(load_run_config(overrides=[change]), 512).to_dict()
+        with pytest.raises(UsageError, match="cannot resume with a changed configuration"):
+            check_resume_changes(saved, other, step=100)
+    with pytest.raises(UsageError, match="nothing left to train"):
+        check_resume_changes(saved, saved, step=300)
+
+
+def test_run_names_and_paths(tmp_path: Path) -> None:
+    assert default_run_name("micro", now=0).endswith("-micro")
+    assert default_run_name("../x y").endswith("-..-x-y")
+    assert run_path("exp", tmp_path) == tmp_path / "exp"
+    assert run_path("some/dir/exp", tmp_path) == Path("some/dir/exp")
+    with pytest.raises(UsageError):
+        run_path("  ", tmp_path)
