@@ -227,9 +227,9 @@ async def test_start_form_validates_and_returns_a_request(runs_dir: Path) -> Non
         screen.query_one("#start-steps", Input).value = "25"
         screen.query_one("#start-model", Input).value = "pico"
         screen.query_one("#start-device", Select).value = "cpu"
-        await pilot.pause()
-        await pilot.click("#start-ok")
-        await pilot.pause()
+        screen.query_one("#start-steps", Input).focus()
+        await pilot.press("enter")  # Enter in any field submits the form
+        await until(pilot, lambda: bool(results))
     assert results == [TrainRequest(run="fresh", model="pico", steps=25, device="cpu")]
 
 
@@ -271,7 +271,7 @@ async def test_sampling_pane_streams_from_a_real_checkpoint(sampled_run: Path) -
 
         pane.query_one("#sample-max-tokens", Input).value = "12"
         prompt = pane.query_one("#sample-prompt", Input)
-        assert prompt.has_focus  # the Sample tab puts the cursor in the prompt
+        await until(pilot, lambda: prompt.has_focus)  # the Sample tab puts the cursor in the prompt
         prompt.value = "ROMEO:"
         await pilot.press("enter")
         await until(pilot, lambda: not pane.running, timeout=60)

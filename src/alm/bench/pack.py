@@ -5,9 +5,12 @@ writes a clean-text split, then measures:
 
 - raw: `Tokenizer.encode_batch_fast` over the same ~1 MB document batches the packer uses, in this process,
   timing only the encode calls (the text is already in memory): the ceiling for any packer using this tokenizer;
-- pack: `alm.data.pack.pack_dataset` in a child process — streaming the text from disk, encoding, appending
-  <|eos|>, writing and hashing shards — timed inside the child, with the child's peak RSS from `os.wait4`
-  (which includes its pool workers, if any), so each size's figure is its own.
+- pack: `alm.data.pack.pack_dataset` in a fresh child process — streaming the text from disk, encoding,
+  appending <|eos|>, writing and hashing shards — timed inside the child, which also reports its own peak RSS
+  (VmHWM; with a process pool, the larger of it and the largest worker's), so each size's figure is its own.
+
+Other processes share the machine, so each size runs `rounds` alternating raw/pack rounds and every figure is
+the median (peak RSS: the maximum) over rounds.
 
 Targets: pack ≥ 0.9× raw MB/s, and peak RSS flat (≤ 1.1×) from the smallest corpus to the largest.
 """
@@ -194,18 +197,31 @@ def measure_pack(
         str(out_dir),
         str(workers),
     ]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (with its pool workers)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise UsageError(f"the packing child failed ({proc.returncode}): {stderr.strip()[-2000:]}")
-    report = json.loads(stdout.strip().splitlines()[-1])
-    rss_kb = usage.ru_maxrss if sys.platform != "darwin" else usage.ru_maxrss / 1024  # bytes on macOS
-    return float(report["seconds"]), int(report["tokens"]), rss_kb / 1024
+        raise UsageError(f"the packing child failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    return float(report["seconds"]), int(report["tokens"]), float(report["peak_rss_mb"])
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (and its largest finished child's, e.g. pool workers), in MB.
+
+    Not `ru_maxrss` of the child as seen by the parent: Linux folds the *parent's* RSS at fork into the
+    child's maxrss when it execs, so a child of a big parent would report the parent's size. VmHWM is the
+    high-water mark of this process's own address space since exec.
+    """
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 1024  # bytes on macOS, KiB on Linux
+    try:
+        with open("/proc/self/status") as f:
+            own_kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+        own = own_kb / 1024
+    except (OSError, StopIteration):
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    return max(own, children * scale)
 
 
 def run_pack_bench(settings: PackBenchSettings, log: Callable[[str], None] = print) -> PackBenchResult:
@@ -275,7 +291,7 @@ def run_pack_bench(settings: PackBenchSettings, log: Callable[[str], None] = pri
 
 
 def _child(clean_dir: str, tokenizer_path: str, out_dir: str, workers: str) -> None:
-    """Pack one corpus and print {"seconds", "tokens"} as the last line of stdout."""
+    """Pack one corpus and print {"seconds", "tokens", "peak_rss_mb"} as the last line of stdout."""
     from alm.data.config import PackingConfig
     from alm.data.pack import pack_dataset
 
@@ -284,7 +300,7 @@ def _child(clean_dir: str, tokenizer_path: str, out_dir: str, workers: str) -> N
         Path(clean_dir), Path(tokenizer_path), Path(out_dir), PackingConfig(workers=int(workers))
     )
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "tokens": manifest["total_tokens"]}))
+    print(json.dumps({"seconds": seconds, "tokens": manifest["total_tokens"], "peak_rss_mb": peak_rss_mb()}))
 
 
 if __name__ == "__main__":

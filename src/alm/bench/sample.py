@@ -24,13 +24,24 @@ TARGET_VS_HF = 1.5
 
 @dataclass
 class Timing:
+    """Best wall-clock and best process-CPU time of one decoder over the rounds.
+
+    CPU time leaves out the time the OS gave our core to other processes, so on a shared machine with one
+    torch thread it is the steadier estimate of the uncontended speed (with more threads it also counts the
+    threads' spinning, so prefer wall time then, and on GPUs always)."""
+
     name: str
     seconds: float
+    cpu_seconds: float
     tokens: list[int]
 
     @property
     def tok_per_s(self) -> float:
         return len(self.tokens) / self.seconds
+
+    @property
+    def tok_per_cpu_s(self) -> float:
+        return len(self.tokens) / self.cpu_seconds
 
 
 @dataclass
@@ -56,6 +67,14 @@ class SampleBenchResult:
     def vs_hf(self) -> float | None:
         return None if self.hf is None else self.cached.tok_per_s / self.hf.tok_per_s
 
+    @property
+    def vs_recompute_cpu(self) -> float:
+        return self.cached.tok_per_cpu_s / self.recompute.tok_per_cpu_s
+
+    @property
+    def vs_hf_cpu(self) -> float | None:
+        return None if self.hf is None else self.cached.tok_per_cpu_s / self.hf.tok_per_cpu_s
+
     def agreement(self, other: Timing) -> int:
         """Leading tokens on which `other`'s greedy output equals ours."""
         n = 0
@@ -70,9 +89,12 @@ class SampleBenchResult:
         for timing in (self.cached, self.recompute, self.hf):
             if timing is not None:
                 out[f"{timing.name}_tok_per_s"] = timing.tok_per_s
+                out[f"{timing.name}_tok_per_cpu_s"] = timing.tok_per_cpu_s
                 out[f"{timing.name}_agree_tokens"] = self.agreement(timing)
         out["vs_recompute"] = self.vs_recompute
         out["vs_hf"] = self.vs_hf
+        out["vs_recompute_cpu"] = self.vs_recompute_cpu
+        out["vs_hf_cpu"] = self.vs_hf_cpu
         return out
 
 
@@ -88,16 +110,18 @@ def _interleaved_best(
 
     for run in contenders.values():
         run(min(WARMUP_TOKENS, new_tokens))
-    best = {name: Timing(name, float("inf"), []) for name in contenders}
+    best = {name: Timing(name, float("inf"), float("inf"), []) for name in contenders}
     for _ in range(repeats):
         for name, run in contenders.items():
             synchronize(device)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             tokens = run(new_tokens)
             synchronize(device)
-            seconds = time.perf_counter() - start
-            if seconds < best[name].seconds:
-                best[name] = Timing(name, seconds, tokens)
+            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
+            timing = best[name]
+            best[name] = Timing(
+                name, min(seconds, timing.seconds), min(cpu_seconds, timing.cpu_seconds), tokens
+            )
     return best
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from alm.cli.common import DeviceOption, SetOption, console, handle_errors, overrides
+
+if TYPE_CHECKING:
+    from alm.train.trainer import RunPlan
 
 ProgressOption = Annotated[
     str | None,
@@ -70,6 +74,7 @@ def train(
     """
     from alm.train.launch import plan_train
 
+    mode = _progress_mode(progress)
     plan = plan_train(
         model,
         train_config,
@@ -81,7 +86,7 @@ def train(
         runs_root=runs_dir,
         console=console,
     )
-    _run(plan, _progress_mode(progress))
+    _run(plan, mode)
 
 
 @handle_errors
@@ -95,11 +100,12 @@ def resume(
     """Continue a run from its last checkpoint (safe changes: --set train.steps=N, intervals, device)."""
     from alm.train.launch import plan_resume
 
+    mode = _progress_mode(progress)
     plan = plan_resume(run, _device_overrides(device, overrides(set_)), runs_root=runs_dir, console=console)
-    _run(plan, _progress_mode(progress))
+    _run(plan, mode)
 
 
-def _run(plan, progress: str | None) -> None:
+def _run(plan: RunPlan, progress: str | None) -> None:
     from alm.errors import AlmError, Interrupted
     from alm.train.rundir import is_main_process
     from alm.train.trainer import train as run_training
@@ -123,11 +129,12 @@ def _run(plan, progress: str | None) -> None:
         )
     best = f", best val loss {result.best_val_loss:.4f}" if result.best_val_loss is not None else ""
     console.print(f"[green]done:[/] {run.name} trained to step {result.step}{best}")
+    saved = ", ".join(p.name for p in (run.checkpoint("last"), run.checkpoint("best")) if p.is_file())
     console.print(f"  run directory  {run.path}")
-    console.print(f"  checkpoints    {run.checkpoints_dir}/ (last.pt, best.pt)")
+    console.print(f"  checkpoints    {run.checkpoints_dir}/ ({saved})")
     console.print(f"  events         {run.events_path}")
-    name = result.run.name if plan.resume_command.endswith(result.run.name) else str(run.path)
+    prompt = plan.config.train.sample_prompt.strip()
     console.print("next:")
-    console.print(f'  alm sample {name} --prompt "ROMEO:"')
+    console.print(f"  alm sample {plan.run_ref}" + (f" --prompt {shlex.quote(prompt)}" if prompt else ""))
     console.print("  alm runs list")
-    console.print(f"  alm resume {name} --set train.steps={result.total_steps * 2}   # train longer")
+    console.print(f"  alm resume {plan.run_ref} --set train.steps={result.total_steps * 2}   # train longer")

@@ -92,6 +92,8 @@ class DashboardApp(App[None]):
         return frozenset(name for name, t in self.trainers.items() if t.alive)
 
     def _tick(self) -> None:
+        if not self.is_running:  # shutting down: the screens are being taken apart
+            return
         self._reap()
         self._ticks += 1
         changed = False

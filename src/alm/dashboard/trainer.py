@@ -21,7 +21,6 @@ from alm.dashboard.watch import LOG_FILE
 from alm.errors import AlmError, UsageError
 from alm.train.rundir import RunDir
 
-MODEL_PRESETS = ("micro", "pico", "nano", "small")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -51,10 +50,10 @@ class TrainRequest:
             raise UsageError(
                 f"run {self.run!r} already exists in {runs_dir}", hint="pick another name, or resume it"
             )
-        if self.model not in MODEL_PRESETS and not Path(self.model).is_file():
+        if self.model not in model_presets() and not Path(self.model).is_file():
             raise UsageError(
                 f"model {self.model!r} is neither a preset nor a file",
-                hint=f"presets: {', '.join(MODEL_PRESETS)}; or the path of a model config .yaml",
+                hint=f"presets: {', '.join(model_presets())}; or the path of a model config .yaml",
             )
         if self.train is not None and not Path(self.train).is_file():
             from alm.train.presets import available_presets
@@ -84,6 +83,12 @@ class TrainRequest:
         for item in sets:
             argv += ["--set", item]
         return argv
+
+
+def model_presets() -> list[str]:
+    from alm.model.presets import available_presets  # torch-free, like the dashboard
+
+    return available_presets()
 
 
 def alm_argv() -> list[str]:

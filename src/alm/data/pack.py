@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -132,21 +132,23 @@ def _pack_split(
     text_sha = hashlib.sha256()
     counts = {"documents": 0, "bytes": 0}
 
-    def batches() -> Iterator[list[str]]:
+    def batches(advance: Callable[[float], None]) -> Iterator[list[str]]:
         for batch in batch_documents(iter_documents(path)):
+            size = 0
             for doc in batch:
                 data = doc.encode("utf-8")
                 text_sha.update(data)
                 text_sha.update(b"\x1e\n")
-                counts["bytes"] += len(data)
+                size += len(data)
+            counts["bytes"] += size
             counts["documents"] += len(batch)
+            advance(size)
             yield batch
 
     try:
         with progress_task(console, f"packing {split}", total=expected.get("bytes")) as advance:
-            for tokens, text_bytes in encoder.map(batches()):
+            for tokens in encoder.map(batches(advance)):
                 writer.write(tokens)
-                advance(text_bytes)
         shards = writer.close()
     except BaseException:
         writer.abort()
@@ -257,17 +259,16 @@ class Encoder:
         self.backend = tokenizer.backend
         self.eos_id = tokenizer.eos_id
 
-    def map(self, batches: Iterable[list[str]]) -> Iterator[tuple[np.ndarray, int]]:
+    def map(self, batches: Iterable[list[str]]) -> Iterator[np.ndarray]:
+        """Token arrays of `batches`, in order (at most two batches in flight)."""
         with ThreadPoolExecutor(1) as helper:
-            pending: collections.deque[tuple[Future[tuple[list[Any], list[int]]], int]] = collections.deque()
+            pending: collections.deque[Future[tuple[list[Any], list[int]]]] = collections.deque()
             for batch in batches:
-                pending.append((helper.submit(encode_pieces, self.backend, batch), sum(map(len, batch))))
+                pending.append(helper.submit(encode_pieces, self.backend, batch))
                 if len(pending) >= 2:
-                    future, size = pending.popleft()
-                    yield flatten_ids(*future.result(), self.eos_id), size
+                    yield flatten_ids(*pending.popleft().result(), self.eos_id)
             while pending:
-                future, size = pending.popleft()
-                yield flatten_ids(*future.result(), self.eos_id), size
+                yield flatten_ids(*pending.popleft().result(), self.eos_id)
 
     def __enter__(self) -> Encoder:
         return self
@@ -292,16 +293,14 @@ class PoolEncoder(Encoder):
         )
         self.in_flight = 2 * workers
 
-    def map(self, batches: Iterable[list[str]]) -> Iterator[tuple[np.ndarray, int]]:
-        pending: collections.deque[tuple[Future[bytes], int]] = collections.deque()
+    def map(self, batches: Iterable[list[str]]) -> Iterator[np.ndarray]:
+        pending: collections.deque[Future[bytes]] = collections.deque()
         for batch in batches:
-            pending.append((self.pool.submit(_worker_encode, batch, self.eos_id), sum(map(len, batch))))
+            pending.append(self.pool.submit(_worker_encode, batch, self.eos_id))
             if len(pending) >= self.in_flight:
-                future, size = pending.popleft()
-                yield np.frombuffer(future.result(), dtype=TOKEN_DTYPE), size
+                yield np.frombuffer(pending.popleft().result(), dtype=TOKEN_DTYPE)
         while pending:
-            future, size = pending.popleft()
-            yield np.frombuffer(future.result(), dtype=TOKEN_DTYPE), size
+            yield np.frombuffer(pending.popleft().result(), dtype=TOKEN_DTYPE)
 
     def __exit__(self, *exc: object) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

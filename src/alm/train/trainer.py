@@ -73,11 +73,14 @@ class RunPlan:
     runs_root: Path = DEFAULT_RUNS_ROOT
 
     @property
+    def run_ref(self) -> str:
+        """How commands name this run: its name when it lives under the runs root, else its path."""
+        in_root = self.run.path.resolve().parent == Path(self.runs_root).resolve()
+        return shlex.quote(self.run.name if in_root else str(self.run.path))
+
+    @property
     def resume_command(self) -> str:
-        """`alm resume NAME` for runs under the runs root, else with the run's path."""
-        run_path = self.run.path
-        in_root = run_path.resolve().parent == Path(self.runs_root).resolve()
-        return f"alm resume {shlex.quote(self.run.name if in_root else str(run_path))}"
+        return f"alm resume {self.run_ref}"
 
 
 @dataclass

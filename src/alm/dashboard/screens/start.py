@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Select, Static
 
-from alm.dashboard.trainer import DEVICES, MODEL_PRESETS, TrainRequest
+from alm.dashboard.trainer import DEVICES, TrainRequest, model_presets
 from alm.errors import AlmError, UsageError
 
 
@@ -33,10 +33,11 @@ class StartRunScreen(ModalScreen[TrainRequest | None]):
             yield Label("Start a training run", classes="dialog-title")
             with Grid(id="start-form"):
                 yield Label("model")
+                presets = model_presets()
                 yield Input(
                     "micro",
-                    placeholder=f"{', '.join(MODEL_PRESETS)} or a model .yaml",
-                    suggester=SuggestFromList(MODEL_PRESETS),
+                    placeholder=f"{', '.join(presets)} or a model .yaml",
+                    suggester=SuggestFromList(presets),
                     id="start-model",
                 )
                 yield Label("run name")
@@ -63,7 +64,7 @@ class StartRunScreen(ModalScreen[TrainRequest | None]):
     def request(self) -> TrainRequest:
         model = self._text("start-model")
         if model is None:
-            raise UsageError("model is empty", hint=f"a preset ({', '.join(MODEL_PRESETS)}) or a model .yaml")
+            raise UsageError("model is empty", hint=f"a preset ({', '.join(model_presets())}) or a model .yaml")
         steps_text = self.query_one("#start-steps", Input).value.strip()
         try:
             steps = int(steps_text) if steps_text else None
