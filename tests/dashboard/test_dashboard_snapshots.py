@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from dashboard_helpers import fixed_clock
-
 from textual.widgets import Input
 
 from alm.dashboard.app import DashboardApp

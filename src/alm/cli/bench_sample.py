@@ -74,7 +74,9 @@ def bench_sample(
         print_result(result)
     if profile:
         console.print("\n[bold]cached decoding: top ops by self CPU time (torch.profiler)[/]")
-        console.print(profile_cached_decode(cfg, device=dev), markup=False, highlight=False)
+        console.print(
+            profile_cached_decode(cfg, device=dev, new_tokens=new_tokens), markup=False, highlight=False
+        )
 
 
 def print_result(result: SampleBenchResult) -> None:

@@ -42,7 +42,7 @@ def resolve_checkpoint_arg(run: str, which: str) -> Path:
         root = DEFAULT_RUNS_ROOT
         runs = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         listing = f"runs under {root}/: {', '.join(runs)}" if runs else f"there are no runs under {root}/"
-        raise UsageError(exc.message, hint=f"{exc.hint}; {listing}" if exc.hint else listing) from None
+        raise UsageError(exc.message, hint=f"{exc.hint} ({listing})" if exc.hint else listing) from None
 
 
 def load_for_inference(run: str, which: str, device: str):
@@ -187,7 +187,7 @@ def sample(
     text = _read_prompt(prompt)
     model, tokenizer, _config, step, path = load_for_inference(run, checkpoint, device)
     device_ = next(model.parameters()).device
-    err_console.print(f"[dim]{path} (step {step}) on {device_}[/]")
+    err_console.print(f"[dim]{path} (step {step}) on {device_}[/]", soft_wrap=True)
     if text is not None:
         _samples(model, tokenizer, text, cfg, device_, num_samples)
         return
@@ -264,10 +264,11 @@ def evaluate(
         record = {"checkpoint": str(path), "step": step, "source": source, **result.to_dict()}
         sys.stdout.write(json.dumps(record) + "\n")
         return
-    console.print(f"[bold]{path}[/] (step {step}) on {source}")
+    console.print(f"[bold]{path}[/] (step {step}) on {source}", soft_wrap=True)
     console.print(
         f"  tokens {result.tokens:,}   bytes {result.bytes:,}   loss {result.mean_loss:.4f}   "
-        f"perplexity {result.perplexity:.2f}   bits/byte {result.bits_per_byte:.4f}"
+        f"perplexity {result.perplexity:.2f}   bits/byte {result.bits_per_byte:.4f}",
+        soft_wrap=True,
     )
 
 

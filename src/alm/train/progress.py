@@ -137,6 +137,9 @@ class NullProgress:
     def update(self, metrics: dict[str, Any]) -> None:
         """New figures at a log step (plain progress prints a line)."""
         self.state.metrics.update(metrics)
+        if "step" in metrics:
+            self.state.step = metrics["step"]
+            self.state.tokens = metrics.get("tokens", self.state.tokens)
 
     def set(self, **metrics: Any) -> None:
         """Update figures shown with the next refresh or line, printing nothing (e.g. a new best val loss)."""

@@ -346,7 +346,6 @@ class Trainer:
             else:
                 state.bad_streak = 0
                 self.loss_ema = loss if self.loss_ema is None else torch.lerp(self.loss_ema, loss, EMA_ALPHA)
-            progress.advance(step, state.tokens)
 
             if step % tcfg.log_interval == 0 or step == tcfg.steps:
                 synchronize(self.device)
@@ -368,6 +367,7 @@ class Trainer:
                 events.emit("step", **metrics)
                 progress.update({**metrics, "best_val_loss": state.best_val_loss})
                 last_log_time, last_log_step, paused = now, step, 0.0
+            progress.advance(step, state.tokens)  # after a log line, so plain output does not repeat it
 
             started = time.perf_counter()
             kinds = self._periodic(step, events, progress)

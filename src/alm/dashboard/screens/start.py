@@ -64,7 +64,9 @@ class StartRunScreen(ModalScreen[TrainRequest | None]):
     def request(self) -> TrainRequest:
         model = self._text("start-model")
         if model is None:
-            raise UsageError("model is empty", hint=f"a preset ({', '.join(model_presets())}) or a model .yaml")
+            raise UsageError(
+                "model is empty", hint=f"a preset ({', '.join(model_presets())}) or a model .yaml"
+            )
         steps_text = self.query_one("#start-steps", Input).value.strip()
         try:
             steps = int(steps_text) if steps_text else None
