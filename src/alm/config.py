@@ -39,7 +39,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, source: str | None = None, prefix: str = "") -> T:
+def from_dict(
+    cls: type[T], data: Mapping[str, Any] | None, *, source: str | None = None, prefix: str = ""
+) -> T:
     """Build dataclass `cls` from `data`, checking keys, types and the class's own `validate()`."""
     data = dict(data or {})
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
@@ -72,7 +74,9 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def load(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = (), *, prefix: str = "") -> T:
+def load(
+    cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = (), *, prefix: str = ""
+) -> T:
     """Load `cls` from an optional YAML file, then apply `key=value` overrides (keys relative to `prefix`)."""
     data = read_yaml(path) if path is not None else {}
     source = str(path) if path is not None else None
@@ -93,7 +97,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str], *, strip_prefix: str = "") -> dict[str, Any]:
+def apply_overrides(
+    data: Mapping[str, Any], overrides: Iterable[str], *, strip_prefix: str = ""
+) -> dict[str, Any]:
     """Return a copy of `data` with each `dotted.key=value` set; keys outside `strip_prefix` are skipped."""
     result = _deepcopy(data)
     for text in overrides:
@@ -140,7 +146,7 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(tp: Any, value: Any, key: str, source: str | None) -> Any:  # noqa: C901 - one switch over type forms
+def _coerce(tp: Any, value: Any, key: str, source: str | None) -> Any:
     origin = get_origin(tp)
     if tp is Any:
         return value
@@ -161,7 +167,9 @@ def _coerce(tp: Any, value: Any, key: str, source: str | None) -> Any:  # noqa: 
     if origin is Literal:
         choices = get_args(tp)
         if value not in choices:
-            raise ConfigError(key, f"must be one of {', '.join(map(repr, choices))}, got {value!r}", source=source)
+            raise ConfigError(
+                key, f"must be one of {', '.join(map(repr, choices))}, got {value!r}", source=source
+            )
         return value
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):

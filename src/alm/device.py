@@ -168,7 +168,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     except (RuntimeError, ValueError):
         raise UsageError(f"unknown device {name!r}", hint="use auto, cpu, cuda, cuda:N or mps") from None
     if device.type not in ("cpu", "cuda", "mps"):
-        raise UsageError(f"unsupported device type {device.type!r}", hint="use auto, cpu, cuda, cuda:N or mps")
+        raise UsageError(
+            f"unsupported device type {device.type!r}", hint="use auto, cpu, cuda, cuda:N or mps"
+        )
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError("CUDA was requested but torch sees no CUDA device", hint="run `alm doctor`")
@@ -279,9 +281,8 @@ def memory_stats(device: torch.device) -> dict[str, int]:
 
 
 def _rss_bytes() -> int:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     import resource
     import sys
 

@@ -70,14 +70,16 @@ def test_yaml_file_and_overrides(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("name: run\nlr: 1e-3\ninner:\n  width: 2\n")
     cfg = load(Outer, path, ["lr=3e-4", "inner.kind=b", "ratio=null", "tags=[a, b]"])
-    assert cfg.lr == pytest.approx(3e-4)  # YAML reads "1e-3" as a string; the loader still takes it as a float
+    assert cfg.lr == pytest.approx(
+        3e-4
+    )  # YAML reads "1e-3" as a string; the loader still takes it as a float
     assert cfg.inner.kind == "b"
     assert cfg.ratio is None
     assert cfg.tags == ["a", "b"]
 
 
 def test_override_with_unknown_key_names_it(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="'inner.depth'"):
+    with pytest.raises(ConfigError, match=r"'inner\.depth'"):
         load(Outer, None, ["inner.depth=3"])
 
 

@@ -41,7 +41,7 @@ def test_cuda_prefers_bf16_and_falls_back_to_fp16_with_scaler() -> None:
     assert (plan.precision, plan.use_grad_scaler, plan.matmul_precision) == ("bf16", False, "high")
     old = choose_precision(cuda(bf16=False, capability=(7, 5)))
     assert (old.precision, old.use_grad_scaler) == ("fp16", True)
-    with pytest.raises(UsageError, match="compute capability 7.5"):
+    with pytest.raises(UsageError, match=r"compute capability 7\.5"):
         choose_precision(cuda(bf16=False, capability=(7, 5)), "bf16")
     assert choose_precision(cuda(bf16=True), "fp32").precision == "fp32"
 
@@ -66,9 +66,9 @@ def test_mps_policy_by_torch_macos_and_chip(caps: DeviceCapabilities, expected: 
 
 
 def test_mps_explicit_requests_are_checked() -> None:
-    with pytest.raises(UsageError, match="macOS >= 14"):
+    with pytest.raises(UsageError, match=r"macOS >= 14"):
         choose_precision(mps(macos=(13, 0)), "bf16")
-    with pytest.raises(UsageError, match="torch >= 2.8"):
+    with pytest.raises(UsageError, match=r"torch >= 2\.8"):
         choose_precision(mps(torch_v=(2, 6)), "fp16")
     assert choose_precision(mps(chip=2), "bf16").warnings  # emulated: allowed with a warning
     with pytest.raises(UsageError, match="unknown precision"):

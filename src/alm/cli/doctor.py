@@ -18,7 +18,9 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def doctor(
-    device: Annotated[str, typer.Option("--device", help="Device to evaluate: auto, cpu, cuda, mps.")] = "auto",
+    device: Annotated[
+        str, typer.Option("--device", help="Device to evaluate: auto, cpu, cuda, mps.")
+    ] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="auto, fp32, bf16 or fp16.")] = "auto",
 ) -> None:
     """Show torch, devices, backends and the precision alm would choose."""
@@ -44,13 +46,17 @@ def doctor(
     table.add_row("torch", torch.__version__)
     table.add_row("cpu threads", str(torch.get_num_threads()))
     table.add_row("devices", ", ".join(available_device_types()))
-    table.add_row("cuda", f"available, {torch.cuda.device_count()} device(s)" if torch.cuda.is_available() else "no")
+    table.add_row(
+        "cuda", f"available, {torch.cuda.device_count()} device(s)" if torch.cuda.is_available() else "no"
+    )
     table.add_row("mps", "available" if torch.backends.mps.is_available() else "no")
     chosen = resolve_device(device)
     caps = probe_capabilities(chosen)
     plan = choose_precision(caps, precision)  # type: ignore[arg-type]
     table.add_row("chosen device", f"{chosen} ({caps.name})")
-    table.add_row("precision", plan.precision + (f" (autocast {plan.autocast_dtype})" if plan.autocast_dtype else ""))
+    table.add_row(
+        "precision", plan.precision + (f" (autocast {plan.autocast_dtype})" if plan.autocast_dtype else "")
+    )
     table.add_row("grad scaler", "yes" if plan.use_grad_scaler else "no")
     table.add_row("matmul precision", plan.matmul_precision)
     table.add_row("why", plan.reason)
