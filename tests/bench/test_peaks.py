@@ -44,7 +44,13 @@ def test_unknown_gpu_says_unknown_peak() -> None:
 
 @pytest.mark.parametrize(
     ("chip", "tflops"),
-    [("Apple M1", 2.6), ("Apple M1 Max", 10.6), ("Apple M2 Pro", 6.8), ("Apple M3 Max", 16.4), ("Apple M4", 4.3)],
+    [
+        ("Apple M1", 2.6),
+        ("Apple M1 Max", 10.6),
+        ("Apple M2 Pro", 6.8),
+        ("Apple M3 Max", 16.4),
+        ("Apple M4", 4.3),
+    ],
 )
 def test_apple_table_lookup(chip: str, tflops: float) -> None:
     peak = apple_peak(chip)

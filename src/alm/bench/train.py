@@ -6,9 +6,11 @@ and autocast, the trainer's optimizer recipe (`alm.train.optim`: AdamW with the 
 foreach/fused kernel, global-norm clipping) and the same number of warm-up steps. A step is the full training
 step: zero_grad, forward + loss, backward, clip, optimizer step. The device is synchronized around each step.
 
-Other processes share the machine, so the measured steps are taken in rounds that alternate which contender
-goes first (ABBA...); each contender's figure is the median step time over all rounds, and the spread of the
-per-round speed ratios is reported beside the overall ratio.
+Other processes share the machine, so the measured steps are interleaved: step i of each contender runs back to
+back (the order alternates, ABBA...), which makes each pair see nearly the same load. Each contender's figures
+are medians over its steps; the speed ratio is the median of the per-pair ratios, reported with their
+interquartile range. On the CPU the process CPU time of each step is recorded too: it is what the step costs
+regardless of how much of the machine other processes take (OpenMP spin-waits included).
 """
 
 from __future__ import annotations
@@ -49,8 +51,7 @@ class TrainBenchSettings:
     seq: int | None = None  # None: min(256, max_seq_len)
     vocab_size: int | None = None  # None: the preset's, else the vocab its parameter count assumes
     steps: int = 10  # measured steps per contender
-    warmup: int = 2  # unmeasured steps per contender, before the first round
-    rounds: int = 5  # measured steps are split into this many alternating rounds
+    warmup: int = 2  # unmeasured steps per contender, before the first measured pair
     compile: bool = False  # torch.compile both contenders' models
     peer: bool = True
     threads: int | None = None  # CPU: torch.set_num_threads; None keeps torch's default
@@ -58,7 +59,7 @@ class TrainBenchSettings:
     seed: int = 0
 
     def check(self) -> None:
-        for name in ("batch", "steps", "rounds"):
+        for name in ("batch", "steps"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name} must be at least 1, got {getattr(self, name)}")
         if self.warmup < 0:
@@ -78,8 +79,8 @@ class ContenderResult:
     peak: Peak
     step0_loss: float
     final_loss: float
+    cpu_times: list[float]  # process CPU seconds per measured step
     peak_memory: int | None = None  # bytes (see TrainBenchResult.memory_kind)
-    round_medians: list[float] = field(default_factory=list)
 
     @property
     def median_step(self) -> float:
@@ -101,6 +102,7 @@ class ContenderResult:
             "min_step_ms": min(self.step_times) * 1e3,
             "max_step_ms": max(self.step_times) * 1e3,
             "step_times_ms": [t * 1e3 for t in self.step_times],
+            "median_cpu_ms": statistics.median(self.cpu_times) * 1e3,
             "mfu": self.mfu,
             "step0_loss": self.step0_loss,
             "final_loss": self.final_loss,
@@ -126,17 +128,28 @@ class TrainBenchResult:
     profiles: dict[str, str] = field(default_factory=dict)  # contender name -> torch.profiler top-ops table
 
     @property
-    def ratio(self) -> float | None:
-        """Our tokens/s over the peer's (> 1: we are faster)."""
-        return self.ours.tokens_per_second / self.peer.tokens_per_second if self.peer else None
+    def pair_ratios(self) -> list[float]:
+        """Per interleaved pair of steps: the peer's step time over ours (> 1: we are faster)."""
+        if not self.peer:
+            return []
+        return [p / o for o, p in zip(self.ours.step_times, self.peer.step_times, strict=True)]
 
     @property
-    def ratio_range(self) -> tuple[float, float] | None:
-        """Lowest and highest per-round ratio: how much the figure moves with the machine's load."""
-        if not self.peer:
+    def ratio(self) -> float | None:
+        """Our speed over the peer's: the median of the per-pair ratios."""
+        return statistics.median(self.pair_ratios) if self.peer else None
+
+    @property
+    def ratio_iqr(self) -> tuple[float, float] | None:
+        """Interquartile range of the per-pair ratios: how much the figure moves with the machine's load."""
+        return _quartiles(self.pair_ratios) if self.peer else None
+
+    @property
+    def cpu_ratio(self) -> float | None:
+        """The peer's median CPU time per step over ours (CPU only; None elsewhere)."""
+        if not self.peer or self.device.get("type") != "cpu":
             return None
-        ratios = [p / o for o, p in zip(self.ours.round_medians, self.peer.round_medians, strict=True)]
-        return min(ratios), max(ratios)
+        return statistics.median(self.peer.cpu_times) / statistics.median(self.ours.cpu_times)
 
     @property
     def step0_loss_diff(self) -> float | None:
@@ -160,7 +173,8 @@ class TrainBenchResult:
             "peer": self.peer.as_dict() if self.peer else None,
             "peer_skipped": self.peer_skipped,
             "ratio": self.ratio,
-            "ratio_range": list(self.ratio_range) if self.ratio_range else None,
+            "ratio_iqr": list(self.ratio_iqr) if self.ratio_iqr else None,
+            "cpu_ratio": self.cpu_ratio,
             "step0_loss_diff": self.step0_loss_diff,
             "warnings": self.warnings,
             "profiles": self.profiles or None,
@@ -179,7 +193,7 @@ class Contender:
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     optimizer: torch.optim.Optimizer | None = None
     step_times: list[float] = field(default_factory=list)
-    round_medians: list[float] = field(default_factory=list)
+    cpu_times: list[float] = field(default_factory=list)
     losses: list[torch.Tensor] = field(default_factory=list)
     peak_memory: int | None = None
 
@@ -284,42 +298,35 @@ def _memory_kind(device: torch.device) -> str:
     }.get(device.type, "process peak RSS (both contenders share the process)")
 
 
-def run_rounds(
+def run_interleaved(
     contenders: list[tuple[Contender, Callable[..., torch.Tensor]]],
     batches: list[tuple[torch.Tensor, torch.Tensor]],
     settings: TrainBenchSettings,
     device: torch.device,
 ) -> None:
-    """Warm every contender up, then take the measured steps in rounds whose order alternates."""
+    """Warm every contender up, then time their steps in interleaved pairs whose order alternates."""
     from alm.device import synchronize
 
-    cursor = {id(c): 0 for c, _ in contenders}
-
-    def take(contender: Contender, step: Callable[..., torch.Tensor], n: int, timed: bool) -> None:
-        times = []
-        for _ in range(n):
-            x, y = batches[cursor[id(contender)] % len(batches)]
-            cursor[id(contender)] += 1
-            synchronize(device)
-            start = time.perf_counter()
-            loss = step(x, y)
-            synchronize(device)
-            times.append(time.perf_counter() - start)
-            contender.losses.append(loss)
-        if timed and times:
-            contender.step_times.extend(times)
-            contender.round_medians.append(statistics.median(times))
+    def take(i: int, contender: Contender, step: Callable[..., torch.Tensor], timed: bool) -> None:
+        x, y = batches[i % len(batches)]  # every contender sees the same batch sequence
+        _reset_peak_memory(device)
+        synchronize(device)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        loss = step(x, y)
+        synchronize(device)
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        contender.losses.append(loss)
+        if timed:
+            contender.step_times.append(elapsed)
+            contender.cpu_times.append(cpu)
+            contender.peak_memory = max(contender.peak_memory or 0, _peak_memory(device))
 
     for contender, step in contenders:
-        take(contender, step, settings.warmup, timed=False)
-    rounds = min(settings.rounds, settings.steps)
-    per_round = [settings.steps // rounds + (1 if r < settings.steps % rounds else 0) for r in range(rounds)]
-    for r, n in enumerate(per_round):
-        order = contenders if r % 2 == 0 else contenders[::-1]
-        for contender, step in order:
-            _reset_peak_memory(device)
-            take(contender, step, n, timed=True)
-            contender.peak_memory = max(contender.peak_memory or 0, _peak_memory(device))
+        for i in range(settings.warmup):
+            take(i, contender, step, timed=False)
+    for i in range(settings.warmup, settings.warmup + settings.steps):
+        for contender, step in contenders if i % 2 == 0 else contenders[::-1]:
+            take(i, contender, step, timed=True)
 
 
 def profile_top_ops(
@@ -469,7 +476,7 @@ def run_train_bench(
         steps.append(make_step(contender, plan, train_cfg.grad_clip, make_grad_scaler(plan)))
 
     log(f"warm-up {settings.warmup} step(s), then {settings.steps} measured step(s) per model")
-    run_rounds(list(zip(contenders, steps, strict=True)), batches, settings, device)
+    run_interleaved(list(zip(contenders, steps, strict=True)), batches, settings, device)
 
     profiles = {}
     if settings.profile:
@@ -492,8 +499,8 @@ def run_train_bench(
             peak=peak,
             step0_loss=step0[c.name],
             final_loss=final,
+            cpu_times=c.cpu_times,
             peak_memory=c.peak_memory,
-            round_medians=c.round_medians,
         )
 
     return TrainBenchResult(
@@ -512,6 +519,13 @@ def run_train_bench(
         warnings=warnings,
         profiles=profiles,
     )
+
+
+def _quartiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[2]
 
 
 def _config_dict(cfg: ModelConfig) -> dict[str, Any]:

@@ -28,11 +28,11 @@ def bench_train(
     ] = None,
     steps: Annotated[int, typer.Option("--steps", help="Measured steps per model.")] = 10,
     warmup: Annotated[int, typer.Option("--warmup", help="Unmeasured warm-up steps per model.")] = 2,
-    rounds: Annotated[
-        int, typer.Option("--rounds", help="Alternating rounds the measured steps are split into.")
-    ] = 5,
     vocab_size: Annotated[
-        int | None, typer.Option("--vocab-size", help="Vocabulary size [default: the preset's, else its reference vocab].")
+        int | None,
+        typer.Option(
+            "--vocab-size", help="Vocabulary size [default: the preset's, else its reference vocab]."
+        ),
     ] = None,
     precision: Annotated[str, typer.Option("--precision", help="auto, fp32, bf16 or fp16.")] = "auto",
     peer: Annotated[
@@ -60,7 +60,6 @@ def bench_train(
         vocab_size=vocab_size,
         steps=steps,
         warmup=warmup,
-        rounds=rounds,
         compile=compile,
         peer=peer,
         threads=threads,
@@ -110,11 +109,13 @@ def print_result(result: TrainBenchResult) -> None:
             table.add_row(*_row(contender))
     console.print(table)
     console.print(f"[dim]peak mem: {result.memory_kind}[/]")
-    if result.ratio is not None and result.ratio_range is not None:
-        low, high = result.ratio_range
+    if result.ratio is not None and result.ratio_iqr is not None:
+        low, high = result.ratio_iqr
+        cpu = f"; CPU time {result.cpu_ratio:.2f}×" if result.cpu_ratio is not None else ""
         console.print(
-            f"[bold]ratio alm/transformers: {result.ratio:.2f}× tok/s[/] "
-            f"(per-round {low:.2f}–{high:.2f}×; step-0 loss diff {result.step0_loss_diff:.1e})"
+            f"[bold]ratio alm/transformers: {result.ratio:.2f}× tok/s[/] (median of {len(result.pair_ratios)} "
+            f"interleaved pairs, IQR {low:.2f}–{high:.2f}×{cpu}; step-0 loss diff {result.step0_loss_diff:.1e})",
+            soft_wrap=True,
         )
     else:
         console.print(f"ratio: no peer ({result.peer_skipped})")

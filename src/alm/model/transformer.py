@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from alm.errors import UsageError
@@ -14,16 +13,29 @@ from alm.model.attention import Attention, AttentionContext
 from alm.model.cache import KVCache
 from alm.model.config import ModelConfig
 from alm.model.ffn import DualFFN, RouterOutput, make_ffn
+from alm.model.loss import linear_cross_entropy
 from alm.model.norms import RMSNorm, make_norm
 from alm.model.positions import RotaryEmbedding, alibi_bias, alibi_slopes
 
 
 @dataclass
 class ModelOutput:
-    logits: torch.Tensor  # [B, T, V] (or the last `logits_to_keep` positions)
     loss: torch.Tensor | None  # mean cross-entropy over targets != -100; excludes aux_loss
     aux_loss: torch.Tensor  # scalar: router balance + z-loss, weighted, mean over routed layers (0 without)
     router_stats: dict[str, torch.Tensor] | None  # per-layer "frac_large", "overflow" [n_layers], on device
+    # The logits, or what makes them: a training forward fuses the LM head into the loss and never stores
+    # the [B, T, V] logits; `.logits` then computes them from the final hidden state on first access.
+    _logits: torch.Tensor | None = field(default=None, repr=False)
+    _hidden: torch.Tensor | None = field(default=None, repr=False)
+    _head: nn.Linear | None = field(default=None, repr=False)
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """[B, T, V] (or the last `logits_to_keep` positions)."""
+        if self._logits is None:
+            assert self._hidden is not None and self._head is not None
+            self._logits = self._head(self._hidden)
+        return self._logits
 
 
 class Block(nn.Module):
@@ -150,12 +162,6 @@ class Transformer(nn.Module):
         x = self.norm(x)
         if logits_to_keep is not None:
             x = x[:, -logits_to_keep:]
-        logits = self.head(x)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(
-                logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100
-            )
         if routed:
             aux_loss = torch.stack([r.aux_loss for r in routed]).mean()
             stats = {
@@ -163,8 +169,14 @@ class Transformer(nn.Module):
                 "overflow": torch.stack([r.overflow for r in routed]),
             }
         else:
-            aux_loss, stats = torch.zeros((), device=logits.device), None
-        return ModelOutput(logits=logits, loss=loss, aux_loss=aux_loss, router_stats=stats)
+            aux_loss, stats = torch.zeros((), device=x.device), None
+        if targets is None:
+            return ModelOutput(None, aux_loss, stats, _logits=self.head(x))
+        # Cross-entropy on flattened tokens, fused with the head when training (see alm.model.loss).
+        loss, logits = linear_cross_entropy(x.reshape(-1, x.size(-1)), self.head.weight, targets.reshape(-1))
+        if logits is not None:
+            return ModelOutput(loss, aux_loss, stats, _logits=logits.view(*x.shape[:-1], -1))
+        return ModelOutput(loss, aux_loss, stats, _hidden=x, _head=self.head)
 
     def _attention_context(self, start: int, end: int, dtype: torch.dtype) -> AttentionContext:
         """Positions and masking for queries at [start, end) over keys [0, end), shared by all layers."""
