@@ -36,7 +36,7 @@ dev: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed
 	$(BIN)/alm train --run $(DEMO_RUN) --overwrite
-	$(BIN)/alm sample $(DEMO_RUN) --prompt "ROMEO:" --max-tokens 200 --seed 0
+	$(BIN)/alm sample $(DEMO_RUN) --prompt "ROMEO:" --max-tokens 200 --seed 0 --ignore-eos
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q

@@ -52,6 +52,7 @@ class SamplingConfig:
     max_new_tokens: int = 256
     stop: tuple[str, ...] = ()  # stop when any of these appears; the stop string is not emitted
     seed: int | None = None  # None: a fresh random seed (reported in GenerationInfo.seed)
+    ignore_eos: bool = False  # keep going past <|eos|> (a document end), which is then shown as a blank line
 
     def __post_init__(self) -> None:
         self.stop = tuple(self.stop)
@@ -388,9 +389,12 @@ class TextStream(Iterator[str]):
         prompt_ids = tokenizer.encode(prompt) if prompt else [tokenizer.eos_id]
         prompt_ids, dropped = fit_prompt(prompt_ids, model.config.max_seq_len)
         self.info = GenerationInfo(prompt_trimmed=dropped)
+        eos_id = None if cfg.ignore_eos else tokenizer.eos_id
         tokens = generate_tokens(
-            model, prompt_ids, cfg, device=device, cancel=cancel, eos_id=tokenizer.eos_id, info=self.info
+            model, prompt_ids, cfg, device=device, cancel=cancel, eos_id=eos_id, info=self.info
         )
+        self._decode = tokenizer.decode
+        self._boundary_id = tokenizer.eos_id if cfg.ignore_eos else None
         decoder = StreamDecoder(tokenizer.decode, context=prompt_ids[-_DECODE_CONTEXT_TOKENS:])
         self._pieces = self._run(tokens, decoder, StopMatcher(cfg.stop))
 
@@ -408,7 +412,14 @@ class TextStream(Iterator[str]):
     def _run(self, tokens: Iterator[int], decoder: StreamDecoder, stops: StopMatcher) -> Iterator[str]:
         try:
             for token in tokens:
-                piece = stops.feed(decoder.push(token))
+                if (
+                    token == self._boundary_id
+                ):  # a document ends: show it as a blank line, start decoding afresh
+                    text = decoder.flush() + "\n\n"
+                    decoder = StreamDecoder(self._decode)
+                else:
+                    text = decoder.push(token)
+                piece = stops.feed(text)
                 if piece:
                     yield piece
                 if stops.stopped:

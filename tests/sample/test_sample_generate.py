@@ -6,7 +6,7 @@ import threading
 
 import pytest
 import torch
-from sample_helpers import PARROT_CONTINUATION, PARROT_PROMPT, tiny_model
+from sample_helpers import PARROT_CONTINUATION, PARROT_PROMPT, memorize, tiny_model
 
 from alm.errors import UsageError
 from alm.sample import GenerationInfo, SamplingConfig, generate, generate_tokens, slide_keep
@@ -153,3 +153,17 @@ def test_a_stop_string_split_across_tokens_is_cut_cleanly(parrot, tokenizer):
     assert "".join(pieces) == " go 🙂漢字 now, THE "
     assert stream.info.stop_reason == "stop"
     assert stream.info.new_tokens < n_new  # generation stopped at the stop string, not at max tokens
+
+
+def test_ignore_eos_runs_past_a_document_end_shown_as_a_blank_line(tokenizer):
+    first, second = tokenizer.encode("ROMEO: hi"), tokenizer.encode("JULIET: yo")
+    ids = [*first, tokenizer.eos_id, *second]
+    model = memorize(tiny_model(tokenizer.vocab_size, max_seq_len=32), [ids])
+    n_new = len(ids) - len(tokenizer.encode("ROMEO:"))
+    cfg = GREEDY.replace(max_new_tokens=n_new)
+    stream = generate(model, tokenizer, "ROMEO:", cfg, device="cpu")
+    assert stream.text() == " hi"
+    assert stream.info.stop_reason == "eos"
+    stream = generate(model, tokenizer, "ROMEO:", cfg.replace(ignore_eos=True), device="cpu")
+    assert stream.text() == " hi\n\nJULIET: yo"
+    assert stream.info.stop_reason == "length"

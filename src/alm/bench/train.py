@@ -23,7 +23,7 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -406,6 +406,26 @@ def run_train_bench(
     settings: TrainBenchSettings, log: Callable[[str], None] = lambda _msg: None
 ) -> TrainBenchResult:
     """Measure our training step and, unless `settings.peer` is off, transformers' on the same model."""
+    settings.check()
+    with _cpu_threads(settings.threads):
+        return _run_train_bench(settings, log)
+
+
+@contextlib.contextmanager
+def _cpu_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to `n` for the duration (restored after: it is process-global)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_train_bench(settings: TrainBenchSettings, log: Callable[[str], None]) -> TrainBenchResult:
     import torch
 
     from alm.device import (
@@ -420,12 +440,9 @@ def run_train_bench(
     from alm.train.config import TrainConfig
     from alm.train.optim import build_optimizer
 
-    settings.check()
     device = resolve_device(settings.device)
     plan = choose_precision(probe_capabilities(device), settings.precision)  # type: ignore[arg-type]
     apply_matmul_precision(plan)
-    if settings.threads is not None:
-        torch.set_num_threads(settings.threads)
     warnings = list(plan.warnings)
 
     cfg = resolve_model_config(settings)

@@ -167,6 +167,10 @@ def sample(
     seed: Annotated[int | None, typer.Option(help="Random seed; a fixed seed reproduces the sample.")] = None,
     greedy: Annotated[bool, typer.Option("--greedy", help="Always take the most likely token.")] = False,
     num_samples: Annotated[int, typer.Option("--num-samples", help="How many samples to draw.")] = 1,
+    ignore_eos: Annotated[
+        bool,
+        typer.Option("--ignore-eos", help="Keep going past the end of a document (shown as a blank line)."),
+    ] = False,
     checkpoint: CheckpointOption = "last",
     device: DeviceOption = "auto",
 ) -> None:
@@ -183,6 +187,7 @@ def sample(
         max_new_tokens=max_tokens,
         stop=list(stop or []),
         seed=seed,
+        ignore_eos=ignore_eos,
     )
     text = _read_prompt(prompt)
     model, tokenizer, _config, step, path = load_for_inference(run, checkpoint, device)
