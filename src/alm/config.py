@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
-from alm.errors import ConfigError
+from alm.errors import ConfigError, UsageError
 
 T = TypeVar("T")
 
@@ -218,6 +218,29 @@ def _coerce(tp: Any, value: Any, key: str, source: str | None) -> Any:
     raise TypeError(f"unsupported config type {tp!r} for {key}")  # a programming error, not user input
 
 
+def preset_names(directory: Path) -> list[str]:
+    """The presets in `directory`: the stems of its YAML files."""
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def resolve_preset(name_or_path: str | Path, directory: Path, kind: str) -> Path:
+    """A preset name (a YAML file in `directory`) or the path of a YAML file; a UsageError lists the presets."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    names = ", ".join(preset_names(directory))
+    if path.suffix in (".yaml", ".yml") or "/" in text or path.is_file():
+        if not path.is_file():
+            raise UsageError(f"{kind} config file not found: {path}", hint=f"presets: {names}")
+        return path
+    preset = directory / f"{text}.yaml"
+    if not preset.is_file():
+        raise UsageError(
+            f"unknown {kind} preset '{text}'; available: {names}",
+            hint=f"pass a preset name or the path of a {kind} YAML file",
+        )
+    return preset
+
+
 def require(condition: bool, key: str, message: str) -> None:
     """Raise ConfigError(key, message) unless `condition` holds; for use inside `validate()`."""
     if not condition:
@@ -230,8 +253,10 @@ __all__ = [
     "from_dict",
     "load",
     "parse_override",
+    "preset_names",
     "read_yaml",
     "require",
+    "resolve_preset",
     "split_overrides",
     "to_dict",
 ]

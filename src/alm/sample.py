@@ -412,9 +412,8 @@ class TextStream(Iterator[str]):
     def _run(self, tokens: Iterator[int], decoder: StreamDecoder, stops: StopMatcher) -> Iterator[str]:
         try:
             for token in tokens:
-                if (
-                    token == self._boundary_id
-                ):  # a document ends: show it as a blank line, start decoding afresh
+                # With ignore_eos a document end is shown as a blank line, and decoding starts afresh.
+                if token == self._boundary_id:
                     text = decoder.flush() + "\n\n"
                     decoder = StreamDecoder(self._decode)
                 else:

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from alm.config import load
-from alm.errors import UsageError
+from alm.config import load, preset_names, resolve_preset
 from alm.model.config import ModelConfig
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "resources" / "configs" / "model"
@@ -22,31 +21,17 @@ DEFAULT_REFERENCE_VOCAB = 32000
 
 
 def available_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    return preset_names(PRESET_DIR)
 
 
 def preset_path(name: str) -> Path:
     """The YAML file of preset `name`; UsageError listing the presets when there is none."""
-    path = PRESET_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise UsageError(
-            f"unknown model preset '{name}'; available: {', '.join(available_presets())}",
-            hint="pass a preset name or the path of a model YAML file",
-        )
-    return path
+    return resolve_preset(name, PRESET_DIR, "model")
 
 
 def resolve_model_source(name_or_path: str | Path) -> Path:
     """A preset name or an existing YAML file, as a path."""
-    text = str(name_or_path)
-    path = Path(text).expanduser()
-    if path.suffix in (".yaml", ".yml") or "/" in text or path.is_file():
-        if not path.is_file():
-            raise UsageError(
-                f"model config file not found: {path}", hint=f"presets: {', '.join(available_presets())}"
-            )
-        return path
-    return preset_path(text)
+    return resolve_preset(name_or_path, PRESET_DIR, "model")
 
 
 def load_model_config(name_or_path: str | Path, overrides: Iterable[str] = ()) -> ModelConfig:

@@ -10,34 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from alm.config import apply_overrides, from_dict, read_yaml
-from alm.errors import UsageError
+from alm.config import apply_overrides, from_dict, preset_names, read_yaml, resolve_preset
 from alm.train.config import TrainConfig
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "resources" / "configs" / "train"
 
 
 def available_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    return preset_names(PRESET_DIR)
 
 
 def resolve_train_source(name_or_path: str | Path) -> Path:
     """A preset name or an existing YAML file, as a path."""
-    text = str(name_or_path)
-    path = Path(text).expanduser()
-    if path.suffix in (".yaml", ".yml") or "/" in text or path.is_file():
-        if not path.is_file():
-            raise UsageError(
-                f"train config file not found: {path}", hint=f"presets: {', '.join(available_presets())}"
-            )
-        return path
-    preset = PRESET_DIR / f"{text}.yaml"
-    if not preset.is_file():
-        raise UsageError(
-            f"unknown train preset '{text}'; available: {', '.join(available_presets())}",
-            hint="pass a preset name or the path of a train YAML file",
-        )
-    return preset
+    return resolve_preset(name_or_path, PRESET_DIR, "train")
 
 
 def load_train_config(name_or_path: str | Path, overrides: Iterable[str] = ()) -> TrainConfig:
