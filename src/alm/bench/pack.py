@@ -3,7 +3,7 @@
 For each corpus size (default 10 MB and 100 MB, cycled from the text files of a corpus directory) the bench
 writes a clean-text split, then measures:
 
-- raw: `Tokenizer.encode_batch_fast` over the same ~1 MB document batches the packer uses, in this process,
+- raw: `Tokenizer.encode_batch_fast` over the same ~256 KB document batches the packer uses, in this process,
   timing only the encode calls (the text is already in memory): the ceiling for any packer using this tokenizer;
 - pack: `alm.data.pack.pack_dataset` in a fresh child process — streaming the text from disk, encoding,
   appending <|eos|>, writing and hashing shards — timed inside the child, which also reports its own peak RSS

@@ -390,16 +390,17 @@ def random_batches(
 
 
 def step0_loss(contender: Contender, batch: tuple[torch.Tensor, torch.Tensor], plan: PrecisionPlan) -> float:
-    """The loss on `batch` before any update (eval mode, no grad): equal for both when the weights are equal."""
-    import torch
+    """The training loss on `batch` before any update: equal for both when the weights are equal.
 
+    Grad mode stays on so that our model takes its training route (the fused head + loss); eval mode only
+    turns dropout off. Nothing is backpropagated."""
     from alm.device import autocast_context
 
     contender.model.eval()
-    with torch.no_grad(), autocast_context(plan):
+    with autocast_context(plan):
         loss = contender.loss_fn(*batch)
     contender.model.train()
-    return float(loss)
+    return float(loss.detach())
 
 
 def run_train_bench(

@@ -23,7 +23,7 @@ SetOption = Annotated[
         "--set",
         "-s",
         metavar="KEY=VALUE",
-        help="Override a config value, e.g. --set model.d_model=128 --set train.lr=1e-3 (repeatable).",
+        help="Override a config value as dotted.key=value, e.g. model.d_model=128, train.lr=1e-3 (repeatable).",
     ),
 ]
 DeviceOption = Annotated[

@@ -1,6 +1,6 @@
 """Pack: clean text -> token ids -> uint32 shards + manifest.json (see `alm.data.shards` for the format).
 
-Documents stream from the clean files in batches of about 1 MB of text; each batch is encoded with the Rust
+Documents stream from the clean files in batches of about 256 KB of text; each batch is encoded with the Rust
 tokenizer's `encode_batch_fast` (which spreads a batch over every core by itself) and <|eos|> follows every
 document. Memory is bounded by one batch and one write, whatever the corpus size. `workers > 1` encodes
 batches in that many single-threaded processes instead (in order, a bounded number in flight); on our 2-core
@@ -35,7 +35,7 @@ from alm.errors import DataError
 from alm.tokenizer.tokenizer import Tokenizer
 
 MANIFEST_FILE = "manifest.json"
-BATCH_CHARS = 1 << 20
+BATCH_CHARS = 1 << 18  # ~256 KB of text per encode call: enough documents for both cores, small peak memory
 MAX_PIECE_CHARS = 1 << 16
 
 
