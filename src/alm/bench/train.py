@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from alm.model import ModelConfig
 
 DEFAULT_SEQ = 256
+NOISY_SPREAD = 1.5  # slowest / fastest measured step above which the figures carry a warning
 STEP0_LOSS_TOLERANCE = {"fp32": 1e-4, "bf16": 2e-2, "fp16": 2e-2}
 
 
@@ -140,6 +141,11 @@ class TrainBenchResult:
         return statistics.median(self.pair_ratios) if self.peer else None
 
     @property
+    def tokens_per_second_ratio(self) -> float | None:
+        """Our median tok/s over the peer's (equals `ratio` on a quiet machine; far from it on a busy one)."""
+        return self.ours.tokens_per_second / self.peer.tokens_per_second if self.peer else None
+
+    @property
     def ratio_iqr(self) -> tuple[float, float] | None:
         """Interquartile range of the per-pair ratios: how much the figure moves with the machine's load."""
         return _quartiles(self.pair_ratios) if self.peer else None
@@ -174,6 +180,7 @@ class TrainBenchResult:
             "peer_skipped": self.peer_skipped,
             "ratio": self.ratio,
             "ratio_iqr": list(self.ratio_iqr) if self.ratio_iqr else None,
+            "tokens_per_second_ratio": self.tokens_per_second_ratio,
             "cpu_ratio": self.cpu_ratio,
             "step0_loss_diff": self.step0_loss_diff,
             "warnings": self.warnings,
@@ -509,6 +516,12 @@ def _run_train_bench(settings: TrainBenchSettings, log: Callable[[str], None]) -
         final = float(c.losses[-1])
         if not math.isfinite(final):
             warnings.append(f"{c.name}: the loss became {final} during the benchmark")
+        spread = max(c.step_times) / min(c.step_times)
+        if spread > NOISY_SPREAD:
+            warnings.append(
+                f"{c.name}: step times varied {spread:.1f}× between steps, so other processes were competing "
+                "for the machine; trust the paired ratio over the tok/s columns, or rerun with --threads 1"
+            )
         return ContenderResult(
             name=c.name,
             step_times=c.step_times,

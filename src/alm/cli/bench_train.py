@@ -24,14 +24,16 @@ def bench_train(
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile both models first.")] = False,
     batch: Annotated[int, typer.Option("--batch", "-b", help="Sequences per step.")] = 16,
     seq: Annotated[
-        int | None, typer.Option("--seq", help="Tokens per sequence [default: min(256, ctx)].")
+        int | None,
+        typer.Option("--seq", help="Tokens per sequence (default: min(256, the model's max_seq_len))."),
     ] = None,
     steps: Annotated[int, typer.Option("--steps", help="Measured steps per model.")] = 10,
     warmup: Annotated[int, typer.Option("--warmup", help="Unmeasured warm-up steps per model.")] = 2,
     vocab_size: Annotated[
         int | None,
         typer.Option(
-            "--vocab-size", help="Vocabulary size [default: the preset's, else its reference vocab]."
+            "--vocab-size",
+            help="Vocabulary size (default: the preset's, else the vocab its param count assumes).",
         ),
     ] = None,
     precision: Annotated[str, typer.Option("--precision", help="auto, fp32, bf16 or fp16.")] = "auto",
@@ -39,7 +41,10 @@ def bench_train(
         bool, typer.Option("--peer/--no-peer", help="Also measure transformers' LlamaForCausalLM.")
     ] = True,
     threads: Annotated[
-        int | None, typer.Option("--threads", help="CPU threads [default: torch's choice].")
+        int | None,
+        typer.Option(
+            "--threads", help="CPU threads (default: torch's choice; 1 is steadier on a busy machine)."
+        ),
     ] = None,
     profile: Annotated[
         bool, typer.Option("--profile", help="Also print each model's top ops (torch.profiler).")
@@ -72,8 +77,7 @@ def bench_train(
         return
     print_result(result)
     for name, table in result.profiles.items():
-        console.print(f"\n[bold]{name}: top ops by self CPU time (one step, torch.profiler)[/]")
-        console.print(table, markup=False, highlight=False)
+        typer.echo(f"\n{name}: top ops by self time (one step, torch.profiler)\n{table}")
 
 
 def print_result(result: TrainBenchResult) -> None:
@@ -93,32 +97,32 @@ def print_result(result: TrainBenchResult) -> None:
     peak = f"{result.peak.flops / 1e9:,.1f} GFLOP/s" if result.peak.known else "unknown"
     console.print(f"peak: {peak} ({result.peak.source})")
     table = Table(show_edge=False, pad_edge=False)
-    for column in (
-        "model",
-        "tok/s",
-        "ms/step (median)",
-        "ms min–max",
-        "MFU",
-        "peak mem",
-        "step-0 loss",
-        "final loss",
-    ):
+    for column in ("model", "tok/s", "ms/step", "min–max ms", "MFU", "peak mem"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for contender in (result.ours, result.peer):
         if contender is not None:
             table.add_row(*_row(contender))
     console.print(table)
-    console.print(f"[dim]peak mem: {result.memory_kind}[/]")
-    if result.ratio is not None and result.ratio_iqr is not None:
-        low, high = result.ratio_iqr
-        cpu = f"; CPU time {result.cpu_ratio:.2f}×" if result.cpu_ratio is not None else ""
+    console.print(
+        f"[dim]ms/step: median of {s.steps} after {s.warmup} warm-up; peak mem: {result.memory_kind}[/]"
+    )
+    if result.peer is None:
+        console.print(f"ratio: no peer ({result.peer_skipped})")
+    else:
+        low, high = result.ratio_iqr or (0.0, 0.0)
+        cpu = f", CPU time {result.cpu_ratio:.2f}×" if result.cpu_ratio is not None else ""
         console.print(
-            f"[bold]ratio alm/transformers: {result.ratio:.2f}× tok/s[/] (median of {len(result.pair_ratios)} "
-            f"interleaved pairs, IQR {low:.2f}–{high:.2f}×{cpu}; step-0 loss diff {result.step0_loss_diff:.1e})",
+            f"[bold]ratio alm/transformers: {result.ratio:.2f}×[/] (median of {len(result.pair_ratios)} "
+            f"interleaved step pairs, IQR {low:.2f}–{high:.2f}×; median tok/s {result.tokens_per_second_ratio:.2f}×"
+            f"{cpu})",
             soft_wrap=True,
         )
-    else:
-        console.print(f"ratio: no peer ({result.peer_skipped})")
+        console.print(
+            f"loss at step 0: alm {result.ours.step0_loss:.5f}, transformers {result.peer.step0_loss:.5f} "
+            f"(diff {result.step0_loss_diff:.1e}); at step {s.warmup + s.steps}: "
+            f"{result.ours.final_loss:.5f} vs {result.peer.final_loss:.5f}",
+            soft_wrap=True,
+        )
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}")
 
@@ -126,14 +130,10 @@ def print_result(result: TrainBenchResult) -> None:
 def _row(c: ContenderResult) -> tuple[str, ...]:
     mfu = f"{c.mfu:.1%}" if c.mfu is not None else "unknown"
     mem = f"{c.peak_memory / 2**20:,.0f} MiB" if c.peak_memory else "-"
-    times = f"{min(c.step_times) * 1e3:,.1f}–{max(c.step_times) * 1e3:,.1f}"
-    return (
-        c.name,
-        f"{c.tokens_per_second:,.0f}",
-        f"{c.median_step * 1e3:,.1f}",
-        times,
-        mfu,
-        mem,
-        f"{c.step0_loss:.4f}",
-        f"{c.final_loss:.4f}",
-    )
+    times = f"{_ms(min(c.step_times))}–{_ms(max(c.step_times))}"
+    return (c.name, f"{c.tokens_per_second:,.0f}", _ms(c.median_step), times, mfu, mem)
+
+
+def _ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    return f"{ms:,.1f}" if ms < 100 else f"{ms:,.0f}"
