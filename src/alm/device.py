@@ -88,7 +88,7 @@ def _cpu_plan(caps: DeviceCapabilities, requested: RequestedPrecision) -> Precis
         warning = "bf16 on CPU is only fast on CPUs with AMX; expect it to be much slower than fp32 elsewhere"
         plan = _plan(caps, "bf16", "CPU: bf16 autocast as requested", warnings=(warning,))
         return PrecisionPlan(**{**plan.as_dict(), "use_grad_scaler": False})
-    raise UsageError("fp16 is not supported on the CPU", hint="use --set train.precision=fp32 (or bf16)")
+    raise UsageError("fp16 is not supported on the CPU", hint="choose precision fp32 (or bf16)")
 
 
 def _cuda_plan(caps: DeviceCapabilities, requested: RequestedPrecision) -> PrecisionPlan:

@@ -34,8 +34,8 @@ def test_tied_head_is_counted_once() -> None:
     assert total == len(list(model.parameters()))
 
 
-def test_cpu_uses_foreach_and_optimizer_steps() -> None:
-    assert optimizer_kernel(torch.device("cpu")) == {"foreach": True}
+def test_cpu_uses_the_fused_kernel_and_optimizer_steps() -> None:
+    assert optimizer_kernel(torch.device("cpu")) == {"fused": True}  # torch >= 2.4
     assert optimizer_kernel(torch.device("cuda")) == {"fused": True}
     model = _model()
     opt = build_optimizer(model, TrainConfig(lr=1e-3), torch.device("cpu"))

