@@ -47,7 +47,7 @@ def sampled_run(tmp_path_factory) -> Path:
     from alm.data.config import TokenizerConfig
     from alm.model import ModelConfig, Transformer
     from alm.tokenizer import train_tokenizer
-    from alm.train.checkpoint import atomic_link, atomic_save
+    from alm.train.checkpoint import atomic_link, atomic_save, checkpoint_dict
 
     root = tmp_path_factory.mktemp("sampled") / "runs"
     run = root / "tiny"
@@ -68,21 +68,14 @@ def sampled_run(tmp_path_factory) -> Path:
     config = {"model": to_dict(cfg), "train": {}, "data": {}}
     (run / "config.yaml").write_text("model: {}\n")
     for step in (10, 20):
-        ckpt = {
-            "format": "alm-checkpoint",
-            "version": 1,
-            "model": model.state_dict(),
-            "optimizer": {},
-            "scheduler": {},
-            "scaler": None,
-            "step": step,
-            "tokens_seen": step * 64,
-            "loader": {},
-            "rng": {},
-            "config": config,
-            "tokenizer": {"fingerprint": tok.fingerprint, "vocab_size": tok.vocab_size},
-            "metrics": {"best_val_loss": None},
-        }
+        ckpt = checkpoint_dict(
+            model.state_dict(),
+            step=step,
+            tokens_seen=step * 64,
+            config=config,
+            tokenizer_fingerprint=tok.fingerprint,
+            vocab_size=tok.vocab_size,
+        )
         path = atomic_save(ckpt, run / "checkpoints" / f"step-{step:06d}.pt")
     atomic_link(path, run / "checkpoints" / "last.pt")
     events = [start_event("tiny", total_steps=20), step_event(10), step_event(20)]

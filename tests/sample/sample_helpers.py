@@ -76,28 +76,21 @@ def save_run(
     run_dir: Path, model: Transformer, tokenizer: Tokenizer, *, step: int = 10, data_root: Path | None = None
 ) -> Path:
     """A run directory in the contract layout, written with the training engineer's atomic checkpoint writer."""
-    from alm.train.checkpoint import atomic_link, atomic_save
+    from alm.train.checkpoint import atomic_link, atomic_save, checkpoint_dict
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "tokenizer.json").write_bytes(Path(tokenizer.path).read_bytes())
     data_root = data_root if data_root is not None else run_dir / "no-data"
     config = {"model": to_dict(model.config), "train": {}, "data": {"root": str(data_root)}}
     (run_dir / "config.yaml").write_text("# written by tests/sample\n")
-    ckpt = {
-        "format": "alm-checkpoint",
-        "version": 1,
-        "model": model.state_dict(),
-        "optimizer": {},
-        "scheduler": {},
-        "scaler": None,
-        "step": step,
-        "tokens_seen": 0,
-        "loader": {},
-        "rng": {},
-        "config": config,
-        "tokenizer": {"fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size},
-        "metrics": {"best_val_loss": None},
-    }
+    ckpt = checkpoint_dict(
+        model.state_dict(),
+        step=step,
+        tokens_seen=0,
+        config=config,
+        tokenizer_fingerprint=tokenizer.fingerprint,
+        vocab_size=tokenizer.vocab_size,
+    )
     path = atomic_save(ckpt, run_dir / "checkpoints" / f"step-{step:06d}.pt")
     atomic_link(path, run_dir / "checkpoints" / "last.pt")
     return path

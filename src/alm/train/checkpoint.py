@@ -89,6 +89,40 @@ def atomic_link(source: str | Path, path: str | Path) -> Path:
     return path
 
 
+def checkpoint_dict(
+    model_state: dict[str, Any],
+    *,
+    step: int,
+    tokens_seen: int,
+    config: dict[str, Any],
+    tokenizer_fingerprint: str,
+    vocab_size: int,
+    optimizer: dict[str, Any] | None = None,
+    scheduler: dict[str, Any] | None = None,
+    scaler: dict[str, Any] | None = None,
+    loader: dict[str, Any] | None = None,
+    rng: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The checkpoint format (docs/CONTRACTS.md). Training state left out (None) is stored empty, which is
+    enough for inference: `load_model` reads only the model, step, config and tokenizer."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": strip_compile_prefix(model_state),
+        "optimizer": optimizer or {},
+        "scheduler": scheduler or {},
+        "scaler": scaler,
+        "step": step,
+        "tokens_seen": tokens_seen,
+        "loader": loader or {},
+        "rng": rng or {},
+        "config": config,
+        "tokenizer": {"fingerprint": tokenizer_fingerprint, "vocab_size": vocab_size},
+        "metrics": metrics if metrics is not None else {"best_val_loss": None},
+    }
+
+
 def remove_stale_temp_files(directory: str | Path) -> None:
     """Delete temp files left by a save that was killed before its rename."""
     for tmp in Path(directory).glob(TMP_PREFIX + "*"):

@@ -457,27 +457,23 @@ class Trainer:
 
     def _checkpoint_dict(self) -> dict[str, Any]:
         state = self.state
-        return {
-            "format": ckpt_io.FORMAT,
-            "version": ckpt_io.VERSION,
-            "model": ckpt_io.strip_compile_prefix(self.model.state_dict()),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "step": state.step,
-            "tokens_seen": state.tokens,
-            "loader": self.sampler.state_dict(),
-            "rng": capture_rng_state(self.device),
-            "config": self.cfg.to_dict(),
-            "tokenizer": {
-                "fingerprint": self.train_ds.tokenizer_fingerprint,
-                "vocab_size": self.train_ds.vocab_size,
-            },
-            "metrics": {
+        return ckpt_io.checkpoint_dict(
+            self.model.state_dict(),
+            step=state.step,
+            tokens_seen=state.tokens,
+            config=self.cfg.to_dict(),
+            tokenizer_fingerprint=self.train_ds.tokenizer_fingerprint,
+            vocab_size=self.train_ds.vocab_size,
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict() if self.scaler is not None else None,
+            loader=self.sampler.state_dict(),
+            rng=capture_rng_state(self.device),
+            metrics={
                 "best_val_loss": state.best_val_loss,
                 "loss_ema": self.loss_ema.item() if self.loss_ema is not None else None,
             },
-        }
+        )
 
     def _save(self, events: EventWriter, progress: NullProgress, kinds: tuple[str, ...]) -> None:
         """Write last.pt (always) and link the other `kinds` (best, step) to it; a second signal waits."""
