@@ -45,9 +45,10 @@ def sampled_run(tmp_path_factory) -> Path:
 
     from alm.config import to_dict
     from alm.data.config import TokenizerConfig
+    from alm.fileio import atomic_link
     from alm.model import ModelConfig, Transformer
     from alm.tokenizer import train_tokenizer
-    from alm.train.checkpoint import atomic_link, atomic_save, checkpoint_dict
+    from alm.train.checkpoint import atomic_save, checkpoint_dict
 
     root = tmp_path_factory.mktemp("sampled") / "runs"
     run = root / "tiny"

@@ -76,7 +76,8 @@ def save_run(
     run_dir: Path, model: Transformer, tokenizer: Tokenizer, *, step: int = 10, data_root: Path | None = None
 ) -> Path:
     """A run directory in the contract layout, written with the training engineer's atomic checkpoint writer."""
-    from alm.train.checkpoint import atomic_link, atomic_save, checkpoint_dict
+    from alm.fileio import atomic_link
+    from alm.train.checkpoint import atomic_save, checkpoint_dict
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "tokenizer.json").write_bytes(Path(tokenizer.path).read_bytes())

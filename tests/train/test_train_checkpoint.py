@@ -13,15 +13,8 @@ import pytest
 import torch
 
 from alm.errors import DataError, UsageError
-from alm.train.checkpoint import (
-    FORMAT,
-    VERSION,
-    atomic_link,
-    atomic_save,
-    load_checkpoint,
-    remove_stale_temp_files,
-    resolve_checkpoint,
-)
+from alm.fileio import atomic_link, remove_stale_temp_files
+from alm.train.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint, resolve_checkpoint
 from alm.train.rundir import RunDir
 
 

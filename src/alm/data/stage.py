@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from alm.errors import DataError
+from alm.fileio import atomic_write_json as write_json_atomic
 
 FORCE_HINT = "pass --force to rebuild it (the old files are replaced), or set data.root to another directory"
 
@@ -38,14 +38,6 @@ def read_json(path: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise DataError(f"{path} is not a JSON object", hint=FORCE_HINT)
     return data
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON via a temporary file and rename, so readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def sha256_file(path: Path, *, offset: int = 0) -> str:

@@ -11,19 +11,15 @@ complete alm checkpoint raises a DataError naming the file. The dict layout is i
 
 from __future__ import annotations
 
-import contextlib
-import os
 import pickle
-import shutil
-import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from alm.errors import DataError
+from alm.fileio import atomic_write
 from alm.train.rundir import DEFAULT_RUNS_ROOT, RunDir, resolve_run_dir
 
 if TYPE_CHECKING:
@@ -32,61 +28,13 @@ if TYPE_CHECKING:
 
 FORMAT = "alm-checkpoint"
 VERSION = 1
-TMP_PREFIX = ".tmp-"
 COMPILE_PREFIX = "_orig_mod."
 REQUIRED_KEYS = ("model", "step", "config")
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Not supported on every platform/filesystem; the rename itself is atomic either way.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
-    """Call `write(fh)` on a temp file beside `path`, then rename it over `path`: readers see the old file or
-    the whole new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """`torch.save(obj)` to `path` atomically."""
     return atomic_write(path, lambda fh: torch.save(obj, fh))
-
-
-def atomic_link(source: str | Path, path: str | Path) -> Path:
-    """Give the complete file `source` a second name `path`, atomically (hard link, else a copy)."""
-    source, path = Path(source), Path(path)
-    tmp = path.parent / f"{TMP_PREFIX}{path.name}.{os.getpid()}"
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-    return path
 
 
 def checkpoint_dict(
@@ -121,13 +69,6 @@ def checkpoint_dict(
         "tokenizer": {"fingerprint": tokenizer_fingerprint, "vocab_size": vocab_size},
         "metrics": metrics if metrics is not None else {"best_val_loss": None},
     }
-
-
-def remove_stale_temp_files(directory: str | Path) -> None:
-    """Delete temp files left by a save that was killed before its rename."""
-    for tmp in Path(directory).glob(TMP_PREFIX + "*"):
-        with contextlib.suppress(OSError):
-            tmp.unlink()
 
 
 def strip_compile_prefix(state_dict: dict[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from alm.device import (
     synchronize,
 )
 from alm.errors import AlmError, DataError, UsageError
+from alm.fileio import atomic_link, atomic_write_text, remove_stale_temp_files
 from alm.train import checkpoint as ckpt_io
 from alm.train.evaluation import bytes_per_token, evaluate
 from alm.train.events import EventWriter
@@ -199,9 +200,9 @@ class Trainer:
     def _write_run_files(self) -> None:
         run = self.plan.run
         run.checkpoints_dir.mkdir(parents=True, exist_ok=True)
-        ckpt_io.remove_stale_temp_files(run.checkpoints_dir)
+        remove_stale_temp_files(run.checkpoints_dir)
         text = yaml.safe_dump(self.cfg.to_dict(), sort_keys=False, allow_unicode=True)
-        ckpt_io.atomic_write(run.config_path, lambda fh: fh.write(text.encode()))
+        atomic_write_text(run.config_path, text)
         if self.plan.resume_from is None:
             shutil.copyfile(self.plan.tokenizer_path, run.tokenizer_path)
             meta = self.plan.tokenizer_path.with_name("tokenizer.meta.json")
@@ -486,9 +487,9 @@ class Trainer:
             last = ckpt_io.atomic_save(ckpt, run.checkpoint("last"))
             written = [("last", last)]
             if "best" in kinds:
-                written.append(("best", ckpt_io.atomic_link(last, run.checkpoint("best"))))
+                written.append(("best", atomic_link(last, run.checkpoint("best"))))
             if "step" in kinds:
-                written.append(("step", ckpt_io.atomic_link(last, run.checkpoint(state.step))))
+                written.append(("step", atomic_link(last, run.checkpoint(state.step))))
                 self._prune_step_checkpoints()
         for kind, path in written:
             events.emit("checkpoint", step=state.step, path=str(path), kind=kind)
