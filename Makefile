@@ -8,11 +8,14 @@ RUNS ?= runs
 DEMO_RUN ?= demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev demo test test-fast lint fmt check-device bench clean
+.PHONY: help install dev demo test test-fast test-interop check lint typecheck layers fmt check-device bench clean
 
 help:
 	@echo "make demo          train the micro model on the built-in corpus, then sample from it"
-	@echo "make test          run the test suite (creates .venv with dev extras if missing)"
+	@echo "make test          lint, type check, layer contracts, then the test suite (creates .venv if missing)"
+	@echo "make test-fast     the same without the slow end-to-end tests"
+	@echo "make check         lint, type check and layer contracts only"
+	@echo "make test-interop  build llama-cpp-python if missing, then the llama.cpp and mlx-lm export tests"
 	@echo "make lint | fmt    ruff check + format check | apply ruff format and fixes"
 	@echo "make check-device  show devices, backends and the precision alm would use"
 	@echo "make bench         run the benchmarks (figures go to docs/BENCHMARKS.md)"
@@ -38,15 +41,31 @@ demo: $(VENV)/.installed
 	$(BIN)/alm train --run $(DEMO_RUN) --overwrite
 	$(BIN)/alm sample $(DEMO_RUN) --prompt "ROMEO:" --max-tokens 200 --seed 0 --ignore-eos
 
-test: $(VENV)/.installed-dev
+test: check
 	$(BIN)/python -m pytest -q
 
-test-fast: $(VENV)/.installed-dev
+test-fast: check
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Exports checked against the runtimes themselves. llama-cpp-python compiles llama.cpp (minutes); a portable
+# build, since the -march=native one faulted with SIGILL on q8_0 on some VMs.
+test-interop: $(VENV)/.installed-dev
+	$(BIN)/python -c "import llama_cpp" 2>/dev/null || \
+		CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip install "llama-cpp-python>=0.3"
+	$(BIN)/python -m pytest -q tests/export/test_export_llama_cpp.py tests/export/test_export_mlx.py
+
+# The rules in AGENTS.md, enforced: style, types, and which layer may import which.
+check: lint typecheck layers
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/pyright
+
+layers: $(VENV)/.installed-dev
+	$(BIN)/lint-imports
 
 fmt: $(VENV)/.installed-dev
 	$(BIN)/ruff format src tests

@@ -1,24 +1,41 @@
 """Typed configuration: YAML files load into dataclasses, validated, with `--set dotted.key=value` overrides.
 
 Each layer owns its dataclass (`alm.model.config.ModelConfig`, `alm.data.config.DataConfig`,
-`alm.train.config.TrainConfig`); this module only knows how to build any of them from plain data. Unknown keys,
-wrong types and invalid values are `ConfigError`s naming the key and the file; nothing is silently ignored.
+`alm.train.config.TrainConfig`; together the sections of a run's config, `alm.train.run_config.RunConfig`); this
+module only knows how to build any of them from plain data. Unknown keys, wrong types and invalid values
+(non-finite numbers included: no field takes inf or nan) are `ConfigError`s naming the key and where the value
+came from (a file, or `--set`); nothing is silently ignored.
 A dataclass may define `validate(self)` that raises `ConfigError(key, message)` for cross-field rules.
+
+Every config is made by `build`: base values (a file, a preset, a saved run) with overrides on top. `--set` keys
+are fully qualified (`model.d_model=128`) in every command; a command that reads one section also takes them
+bare (`d_model=128`), through the same `qualify_overrides`. The environment variable `ALM_SET` holds default
+overrides (`ALM_SET="train.steps=4 train.batch_size=2"`) that every command applies, before its own `--set`s, to
+the sections it reads: tiny runs for tests and CI without editing a command line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
+import os
+import shlex
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Generic, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
 from alm.errors import ConfigError, UsageError
 
 T = TypeVar("T")
+
+RUN_SECTIONS = ("model", "train", "data")  # the sections of a run's config, and of qualified `--set` keys
+CONFIG_DIR = Path(__file__).resolve().parent / "resources" / "configs"  # shipped presets (package data)
+ENV_OVERRIDES = "ALM_SET"  # default `--set` items of every command (see the module docstring)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -75,13 +92,51 @@ def to_dict(obj: Any) -> Any:
 
 
 def load(
-    cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = (), *, prefix: str = ""
+    cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = (), *, section: str | None = None
 ) -> T:
-    """Load `cls` from an optional YAML file, then apply `key=value` overrides (keys relative to `prefix`)."""
-    data = read_yaml(path) if path is not None else {}
-    source = str(path) if path is not None else None
-    data = apply_overrides(data, overrides, strip_prefix=prefix)
-    return from_dict(cls, data, source=source, prefix=prefix)
+    """`cls` from an optional YAML file plus `key=value` overrides (see `build` for `section`)."""
+    base = read_yaml(path) if path is not None else {}
+    return build(cls, base, overrides, section=section, source=str(path) if path is not None else None)
+
+
+def build(
+    cls: type[T],
+    base: Mapping[str, Any] | None,
+    overrides: Iterable[str] = (),
+    *,
+    section: str | None = None,
+    source: str | Mapping[str, str] | None = None,
+) -> T:
+    """`cls` from `base` values with `key=value` overrides applied on top: the one way configs are made.
+
+    With `section` (e.g. "model") `cls` is that section of a run's config: overrides may name the section or
+    not (`qualify_overrides`) and error keys read `model.d_model`. A bad value is blamed on where it came from:
+    `--set` for an overridden key, else `source` (a file, or a mapping from section to file).
+    """
+    overrides = list(overrides)
+    if section:
+        overrides = qualify_overrides(overrides, reads=(section,))
+        data = apply_overrides({section: dict(base or {})}, overrides)[section]
+    else:
+        data = apply_overrides(base or {}, overrides)
+    try:
+        return from_dict(cls, data, prefix=f"{section}." if section else "")
+    except ConfigError as exc:
+        where = _blame(exc.key, overrides, source)
+        raise ConfigError(exc.key, exc.detail, source=exc.source or where, hint=exc.hint) from None
+
+
+def _blame(key: str, overrides: Sequence[str], source: str | Mapping[str, str] | None) -> str | None:
+    """Where the value at `key` came from: `--set` (or `ALM_SET`) when an override set it (or a section holding
+    it); the last override of a key is the one that counts."""
+    from_env = set(_env_items())
+    for text in reversed(overrides):
+        overridden = parse_override(text)[0]
+        if key == overridden or key.startswith((overridden + ".", overridden + "[")):
+            return ENV_OVERRIDES if text in from_env else "--set"
+    if isinstance(source, Mapping):
+        return source.get(key.split(".", 1)[0])
+    return source
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -97,17 +152,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def apply_overrides(
-    data: Mapping[str, Any], overrides: Iterable[str], *, strip_prefix: str = ""
-) -> dict[str, Any]:
-    """Return a copy of `data` with each `dotted.key=value` set; keys outside `strip_prefix` are skipped."""
+def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of `data` with each `dotted.key=value` set (every key; `from_dict` rejects unknown ones)."""
     result = _deepcopy(data)
     for text in overrides:
         key, value = parse_override(text)
-        if strip_prefix:
-            if not key.startswith(strip_prefix):
-                continue
-            key = key[len(strip_prefix) :]
         node = result
         parts = key.split(".")
         for part in parts[:-1]:
@@ -119,17 +168,57 @@ def apply_overrides(
     return result
 
 
-def split_overrides(overrides: Iterable[str], sections: Iterable[str]) -> dict[str, list[str]]:
-    """Group `section.key=value` overrides by their first component; unknown sections are errors."""
-    sections = list(sections)
-    grouped: dict[str, list[str]] = {s: [] for s in sections}
+def qualify_overrides(overrides: Iterable[str], reads: Sequence[str] = RUN_SECTIONS) -> list[str]:
+    """`--set` items with fully qualified keys (`model.d_model=128`) for a command that reads the `reads`
+    sections of a run's config, after the `ALM_SET` items of those sections (`env_overrides`). Where it reads
+    one section a bare key (`d_model=128`) belongs to it; a key of a section it does not read is an error, never
+    skipped."""
+    qualified = env_overrides(reads)
     for text in overrides:
         key, _ = parse_override(text)
+        raw = text.partition("=")[2]
         head, _, rest = key.partition(".")
-        if head not in grouped or not rest:
-            raise ConfigError(key, f"overrides must start with one of: {', '.join(sections)}", source="--set")
-        grouped[head].append(text.split(".", 1)[1])
-    return grouped
+        if (head in RUN_SECTIONS or head in reads) and rest:
+            if head not in reads:
+                only = ", ".join(f"{s}.*" for s in reads)
+                raise ConfigError(key, f"this command reads only {only} keys", source="--set")
+            qualified.append(f"{key}={raw}")
+        elif len(reads) == 1:
+            qualified.append(f"{reads[0]}.{key}={raw}")
+        else:
+            raise ConfigError(key, f"overrides must start with one of: {', '.join(reads)}", source="--set")
+    return qualified
+
+
+def env_overrides(reads: Sequence[str] = RUN_SECTIONS) -> list[str]:
+    """The `ALM_SET` items (shell words, each `section.key=value`) of the sections in `reads`. Items of other
+    sections belong to the commands that read them; a bare key or an unknown section is an error, so a typo never
+    goes unnoticed."""
+    chosen = []
+    for text in _env_items():
+        try:
+            key, _ = parse_override(text)
+        except ConfigError as exc:
+            raise ConfigError(exc.key, exc.detail, source=ENV_OVERRIDES) from None
+        head, _, rest = key.partition(".")
+        if head not in RUN_SECTIONS or not rest:
+            raise ConfigError(
+                key,
+                f"{ENV_OVERRIDES} items must start with one of: {', '.join(RUN_SECTIONS)}",
+                source=ENV_OVERRIDES,
+                hint=f'e.g. {ENV_OVERRIDES}="train.steps=4 train.batch_size=2"',
+            )
+        if head in reads:
+            chosen.append(text)
+    return chosen
+
+
+def _env_items() -> list[str]:
+    text = os.environ.get(ENV_OVERRIDES, "")
+    try:
+        return shlex.split(text)
+    except ValueError as exc:  # an unclosed quote
+        raise ConfigError("<all>", f"cannot split {text!r}: {exc}", source=ENV_OVERRIDES) from None
 
 
 def _deepcopy(data: Any) -> Any:
@@ -154,14 +243,11 @@ def _coerce(tp: Any, value: Any, key: str, source: str | None) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
-            try:
+            with contextlib.suppress(ConfigError):  # the next type may fit; the error below lists them all
                 return _coerce(arg, value, key, source)
-            except ConfigError as exc:
-                errors.append(exc)
         expected = " or ".join(_type_name(a) for a in args)
         raise ConfigError(key, f"expected {expected}, got {value!r}", source=source)
     if origin is Literal:
@@ -171,7 +257,7 @@ def _coerce(tp: Any, value: Any, key: str, source: str | None) -> Any:
                 key, f"must be one of {', '.join(map(repr, choices))}, got {value!r}", source=source
             )
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, Mapping):
@@ -199,14 +285,17 @@ def _coerce(tp: Any, value: Any, key: str, source: str | None) -> Any:
             return int(value)
         raise ConfigError(key, f"expected an integer, got {value!r}", source=source)
     if tp is float:
+        number: float | None = None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(key, f"expected a number, got {value!r}", source=source)
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is None:
+            raise ConfigError(key, f"expected a number, got {value!r}", source=source)
+        if not math.isfinite(number):  # inf/nan (or 1e999) would only surface later as NaN weights
+            raise ConfigError(key, f"must be a finite number, got {value!r}", source=source)
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -218,27 +307,37 @@ def _coerce(tp: Any, value: Any, key: str, source: str | None) -> Any:
     raise TypeError(f"unsupported config type {tp!r} for {key}")  # a programming error, not user input
 
 
-def preset_names(directory: Path) -> list[str]:
-    """The presets in `directory`: the stems of its YAML files."""
-    return sorted(p.stem for p in directory.glob("*.yaml"))
+@dataclass(frozen=True)
+class Presets(Generic[T]):
+    """A folder of YAML presets for one section of a run's config (`CONFIG_DIR/<section>/`)."""
 
+    section: str
+    cls: type[T]
+    directory: Path
 
-def resolve_preset(name_or_path: str | Path, directory: Path, kind: str) -> Path:
-    """A preset name (a YAML file in `directory`) or the path of a YAML file; a UsageError lists the presets."""
-    text = str(name_or_path)
-    path = Path(text).expanduser()
-    names = ", ".join(preset_names(directory))
-    if path.suffix in (".yaml", ".yml") or "/" in text or path.is_file():
-        if not path.is_file():
-            raise UsageError(f"{kind} config file not found: {path}", hint=f"presets: {names}")
-        return path
-    preset = directory / f"{text}.yaml"
-    if not preset.is_file():
-        raise UsageError(
-            f"unknown {kind} preset '{text}'; available: {names}",
-            hint=f"pass a preset name or the path of a {kind} YAML file",
-        )
-    return preset
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.directory.glob("*.yaml"))
+
+    def path(self, name_or_path: str | Path) -> Path:
+        """A preset name or the path of a YAML file; a UsageError lists the presets."""
+        text = str(name_or_path)
+        path = Path(text).expanduser()
+        names = ", ".join(self.names())
+        if path.suffix in (".yaml", ".yml") or "/" in text or path.is_file():
+            if not path.is_file():
+                raise UsageError(f"{self.section} config file not found: {path}", hint=f"presets: {names}")
+            return path
+        preset = self.directory / f"{text}.yaml"
+        if not preset.is_file():
+            raise UsageError(
+                f"unknown {self.section} preset '{text}'; available: {names}",
+                hint=f"pass a preset name or the path of a {self.section} YAML file",
+            )
+        return preset
+
+    def load(self, name_or_path: str | Path, overrides: Iterable[str] = ()) -> T:
+        """The preset (or file) with `--set` overrides, keys with or without the section prefix."""
+        return load(self.cls, self.path(name_or_path), overrides, section=self.section)
 
 
 def require(condition: bool, key: str, message: str) -> None:
@@ -248,15 +347,19 @@ def require(condition: bool, key: str, message: str) -> None:
 
 
 __all__ = [
+    "CONFIG_DIR",
+    "ENV_OVERRIDES",
+    "RUN_SECTIONS",
     "ConfigError",
+    "Presets",
     "apply_overrides",
+    "build",
+    "env_overrides",
     "from_dict",
     "load",
     "parse_override",
-    "preset_names",
+    "qualify_overrides",
     "read_yaml",
     "require",
-    "resolve_preset",
-    "split_overrides",
     "to_dict",
 ]

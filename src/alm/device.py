@@ -8,9 +8,9 @@ The rules, and why:
   slower still; an explicit `bf16` is allowed (with a warning) for CPUs that have AMX.
 - CUDA: bf16 autocast where the GPU supports it (compute capability >= 8.0), else fp16 autocast + GradScaler.
   TF32 matmuls ("high") either way.
-- MPS: bf16 autocast needs torch >= 2.6 and macOS >= 14, and is only emulated on M1/M2, so it is chosen only on
-  M3 and later; fp16 autocast needs torch >= 2.5 and a GradScaler, which MPS supports from torch 2.8. Otherwise fp32.
-  float64 does not exist on MPS at all.
+- MPS: bf16 autocast needs macOS >= 14 and is only emulated on M1/M2, so it is chosen only on M3 and later;
+  fp16 autocast needs a GradScaler, which MPS supports from torch 2.8. Otherwise fp32. float64 does not exist on
+  MPS at all. (torch >= 2.6 is required, so older torch versions need no rules here.)
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ DeviceType = Literal["cpu", "cuda", "mps"]
 PrecisionName = Literal["fp32", "bf16", "fp16"]
 RequestedPrecision = Literal["auto", "fp32", "bf16", "fp16"]
 
-MPS_AUTOCAST_FP16 = (2, 5)
-MPS_AUTOCAST_BF16 = (2, 6)
 MPS_GRAD_SCALER = (2, 8)
 MACOS_BF16 = (14, 0)
 
@@ -107,7 +105,7 @@ def _cuda_plan(caps: DeviceCapabilities, requested: RequestedPrecision) -> Preci
 
 def _mps_plan(caps: DeviceCapabilities, requested: RequestedPrecision) -> PrecisionPlan:
     torch_v, macos = caps.torch_version, caps.macos_version or (0, 0)
-    bf16_ok = torch_v >= MPS_AUTOCAST_BF16 and macos >= MACOS_BF16
+    bf16_ok = macos >= MACOS_BF16
     bf16_native = bf16_ok and (caps.apple_chip_generation or 0) >= 3
     fp16_ok = torch_v >= MPS_GRAD_SCALER
     if requested == "fp32":
@@ -115,7 +113,7 @@ def _mps_plan(caps: DeviceCapabilities, requested: RequestedPrecision) -> Precis
     if requested == "bf16":
         if not bf16_ok:
             raise UsageError(
-                f"bf16 on MPS needs torch >= 2.6 and macOS >= 14 (have torch {_v(torch_v)}, macOS {_v(macos)})",
+                f"bf16 on MPS needs macOS >= 14 (have macOS {_v(macos)})",
                 hint="use --set train.precision=fp32",
             )
         warnings = () if bf16_native else ("this Apple chip emulates bf16: expect no speed-up over fp32",)
@@ -128,7 +126,7 @@ def _mps_plan(caps: DeviceCapabilities, requested: RequestedPrecision) -> Precis
             )
         return _plan(caps, "fp16", "MPS: fp16 autocast with GradScaler as requested")
     if bf16_native:
-        return _plan(caps, "bf16", "MPS: bf16 autocast (torch >= 2.6, macOS >= 14, M3 or later)")
+        return _plan(caps, "bf16", "MPS: bf16 autocast (macOS >= 14, M3 or later)")
     if fp16_ok:
         return _plan(caps, "fp16", "MPS: fp16 autocast with GradScaler (bf16 would be emulated on this chip)")
     return _plan(caps, "fp32", f"MPS: fp32 (mixed precision needs a newer torch/macOS: torch {_v(torch_v)})")
@@ -228,10 +226,15 @@ def probe_capabilities(device: torch.device) -> DeviceCapabilities:
     return DeviceCapabilities("cpu", name=platform.processor() or platform.machine(), torch_version=torch_v)
 
 
-def apply_matmul_precision(plan: PrecisionPlan) -> None:
+def setup_device(name: str = "auto", precision: str = "auto") -> tuple[torch.device, PrecisionPlan]:
+    """The device and precision plan to train on (training and its benchmark), with the plan's float32 matmul
+    precision applied: a process-wide torch setting."""
     import torch
 
+    device = resolve_device(name)
+    plan = choose_precision(probe_capabilities(device), precision)  # type: ignore[arg-type]
     torch.set_float32_matmul_precision(plan.matmul_precision)
+    return device, plan
 
 
 def autocast_context(plan: PrecisionPlan) -> contextlib.AbstractContextManager[Any]:
@@ -260,6 +263,29 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+def compile_support(device: torch.device) -> tuple[bool, str]:
+    """(whether torch.compile can build code for `device`, why not): Inductor needs a C++ compiler on the CPU and
+    Triton on CUDA; its MPS backend is not used."""
+    if device.type == "mps":
+        return False, "Inductor's MPS backend is experimental and not used; running eagerly"
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return (True, "") if has_triton() else (False, "Triton is not installed; running eagerly")
+    if device.type != "cpu":
+        return False, f"torch.compile is not used on {device.type}; running eagerly"
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        get_cpp_compiler()
+    except Exception:  # InvalidCxxCompiler, or an Inductor internals change: either way, run eagerly
+        return (
+            False,
+            "no C++ compiler found for Inductor's CPU backend (install g++ or set CXX); running eagerly",
+        )
+    return True, ""
 
 
 def memory_stats(device: torch.device) -> dict[str, int]:

@@ -1,164 +1,230 @@
-"""Reading finished and live runs from their run directories: events, status, summaries and comparisons.
+"""Runs on disk for `alm runs` and the dashboard: one row per run, comparisons (table and curves), plots, a run's
+config, restarting from it, and deleting a run.
 
-Torch-free (the dashboard and `alm runs` use it without loading torch). The trainer writes the files
-(`alm.train`), this module only reads them; see docs/CONTRACTS.md for the run directory and events schema.
+Torch-free. The trainer writes run directories (`alm.train`); this module reads them through the torch-free
+layout (`alm.rundir`), events (`alm.events`) and the one fold from events to a summary (`alm.summary`) that the
+dashboard and the terminal progress share. `comparison()` feeds both `alm runs compare` (table and PNG) and the
+dashboard's compare view, so the two cannot disagree.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Sequence
+import shutil
+import statistics
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from alm.errors import DataError
-from alm.train.rundir import DEFAULT_RUNS_ROOT, RunDir, resolve_run_dir
+import yaml
 
-RunStatus = Literal["running", "finished", "interrupted", "failed", "unknown"]
-_STOP_STATUS: dict[str, RunStatus] = {"finished": "finished", "interrupted": "interrupted", "nan": "failed"}
+from alm import locks
+from alm.config import RUN_SECTIONS, read_yaml
+from alm.errors import UsageError
+from alm.events import EvalEvent, Event, StepEvent, read_events
+from alm.fileio import atomic_write_text
+from alm.format import count, duration, number
+from alm.rundir import DEFAULT_RUNS_ROOT, LOCK_FILE, RUN_FILES, RunDir, resolve_run_dir
+from alm.summary import RunStatus, RunSummary
+
+Axis = Literal["step", "tokens", "time"]
+AXES: tuple[Axis, ...] = ("step", "tokens", "time")
+AXIS_TITLES: dict[Axis, str] = {"step": "step", "tokens": "tokens", "time": "training time"}
+RESTART_DIR = "restart"  # the sections a restarted run started from (`write_restart_configs`)
+SAMPLES_DIR = "samples"  # samples saved from the dashboard
+# Everything alm writes in a run directory; `delete_run` refuses a directory holding anything else.
+OWN_ENTRIES = frozenset({*RUN_FILES, LOCK_FILE, "train.log", "checkpoints", RESTART_DIR, SAMPLES_DIR})
 
 __all__ = [
+    "AXES",
+    "COMPARE_COLUMNS",
     "DEFAULT_RUNS_ROOT",
-    "RunStatus",
-    "RunSummary",
+    "Axis",
+    "Comparison",
+    "Curve",
+    "RunCurves",
+    "RunRow",
+    "axis_label",
+    "compare_cells",
+    "compare_figure",
     "compare_runs",
+    "comparison",
+    "delete_run",
     "ema",
     "list_runs",
     "plot_runs",
-    "read_events",
     "resolve_run_dir",
+    "run_config_text",
     "run_status",
     "summarize_run",
+    "write_restart_configs",
 ]
 
 
-def read_events(path: str | Path) -> list[dict[str, Any]]:
-    """All complete events in an events.jsonl, in order.
+@dataclass
+class RunRow:
+    """One row of `alm runs list` / `alm runs compare`."""
 
-    A half-written last line (the trainer is mid-write, or was killed) and malformed lines are skipped, and so
-    are JSON values that are not event objects; unknown event types are kept for the caller to ignore.
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from None
-    events = []
-    for raw in data.split(b"\n"):
-        if not raw.strip():
-            continue
-        try:
-            event = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
-        if isinstance(event, dict) and isinstance(event.get("type"), str):
-            events.append(event)
-    return events
+    path: Path
+    status: RunStatus
+    summary: RunSummary
+    tok_per_s: float | None  # the latest logged throughput (a comparison: the median over the run)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
 
 
-def _status_from(run: RunDir, events: Sequence[dict[str, Any]]) -> RunStatus:
-    if run.is_live():
-        return "running"
-    last = next((e for e in reversed(events) if e["type"] in ("start", "stop")), None)
-    if last is None:
-        return "unknown"
-    if last["type"] == "start":  # started and never said it stopped: killed or crashed
-        return "failed"
-    return _STOP_STATUS.get(str(last.get("reason")), "failed")
+def summarize_run(run_dir: str | Path, events: Sequence[Event] | None = None) -> RunRow:
+    run = RunDir(Path(run_dir))
+    events = read_events(run.events_path) if events is None else events
+    summary = RunSummary(run.name)
+    summary.extend(events)
+    latest = summary.last_step.tok_per_s if summary.last_step else None
+    return RunRow(run.path, summary.status(run.is_live()), summary, latest)
 
 
 def run_status(run_dir: str | Path) -> RunStatus:
     """`running` (live pid), else from the last start/stop event: finished, interrupted or failed."""
-    run = RunDir(Path(run_dir))
-    return _status_from(run, read_events(run.events_path))
+    return summarize_run(run_dir).status
 
 
-@dataclass
-class RunSummary:
-    """One row of `alm runs list` / the dashboard's run table."""
-
-    name: str
-    path: Path
-    status: RunStatus
-    step: int = 0
-    total_steps: int | None = None
-    tokens: int = 0
-    loss: float | None = None
-    best_val_loss: float | None = None
-    val_bpb: float | None = None  # bits per byte at the best val loss
-    tok_per_s: float | None = None  # the latest logged throughput (compare_runs: the median)
-    params: int | None = None
-    started: float | None = None
-    last_update: float | None = None
-    device: str | None = None
-    stop_reason: str | None = None
-    model: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def progress(self) -> float | None:
-        return self.step / self.total_steps if self.total_steps else None
-
-
-def summarize_run(run_dir: str | Path, events: Sequence[dict[str, Any]] | None = None) -> RunSummary:
-    run = RunDir(Path(run_dir))
-    events = read_events(run.events_path) if events is None else events
-    summary = RunSummary(name=run.name, path=run.path, status=_status_from(run, events))
-    for event in events:
-        kind = event["type"]
-        if kind == "start":
-            summary.started = summary.started or _num(event.get("time"))
-            summary.total_steps = _int(event.get("total_steps"))
-            summary.params = _int((event.get("params") or {}).get("total"))
-            summary.device = (event.get("device") or {}).get("device")
-            summary.model = (event.get("config") or {}).get("model") or {}
-            summary.stop_reason = None
-        elif kind == "step":
-            summary.step = _int(event.get("step")) or summary.step
-            summary.tokens = _int(event.get("tokens")) or summary.tokens
-            summary.loss = _num(event.get("loss"))
-            summary.tok_per_s = _num(event.get("tok_per_s"))
-        elif kind == "eval":
-            summary.step = max(summary.step, _int(event.get("step")) or 0)
-            summary.best_val_loss = _num(event.get("best_val_loss"))
-            if _num(event.get("val_loss")) == summary.best_val_loss:  # bpb of the best evaluation
-                summary.val_bpb = _num(event.get("val_bpb"))
-        elif kind == "stop":
-            summary.step = max(summary.step, _int(event.get("step")) or 0)
-            summary.stop_reason = event.get("reason")
-    if events:
-        summary.last_update = _num(events[-1].get("time"))
-    return summary
-
-
-def list_runs(root: str | Path = DEFAULT_RUNS_ROOT) -> list[RunSummary]:
+def list_runs(root: str | Path = DEFAULT_RUNS_ROOT) -> list[RunRow]:
     """Every run directory under `root`, most recently updated first (an absent root has no runs)."""
     root = Path(root)
     if not root.is_dir():
         return []
-    runs = [summarize_run(p) for p in root.iterdir() if p.is_dir() and RunDir(p).is_populated()]
-    return sorted(runs, key=lambda r: (r.last_update or 0.0, r.name), reverse=True)
+    rows = [summarize_run(p) for p in root.iterdir() if p.is_dir() and RunDir(p).is_populated()]
+    return sorted(rows, key=lambda r: (r.summary.last_time or 0.0, r.name), reverse=True)
 
 
-def compare_runs(run_dirs: Sequence[str | Path]) -> list[RunSummary]:
-    """Summaries for a comparison table, with `tok_per_s` as the median over the run's logged steps."""
-    rows = []
-    for run_dir in run_dirs:
-        events = read_events(RunDir(Path(run_dir)).events_path)
-        summary = summarize_run(run_dir, events)
-        rates = sorted(
-            r for e in events if e["type"] == "step" and (r := _num(e.get("tok_per_s"))) is not None
-        )
-        summary.tok_per_s = rates[len(rates) // 2] if rates else None
-        rows.append(summary)
-    return rows
+# --- comparison -----------------------------------------------------------------------------------------------
+@dataclass
+class Curve:
+    """One metric of one run, against step, tokens and training time (parallel lists, in step order)."""
+
+    step: list[float] = field(default_factory=list)
+    tokens: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+    def x(self, axis: Axis) -> list[float]:
+        return {"step": self.step, "tokens": self.tokens, "time": self.seconds}[axis]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+class _Points:
+    """Collects (step, tokens, seconds, value) keeping the latest record per step: a run resumed from an older
+    checkpoint (after a hard kill) logs some steps twice, and the second time is what the final model went through."""
+
+    def __init__(self) -> None:
+        self.by_step: dict[int, tuple[float, float, float]] = {}
+
+    def add(self, step: int, tokens: float, seconds: float, value: Any) -> None:
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            self.by_step[step] = (tokens, seconds, float(value))
+
+    def curve(self) -> Curve:
+        out = Curve()
+        for step in sorted(self.by_step):
+            tokens, seconds, value = self.by_step[step]
+            out.step.append(float(step))
+            out.tokens.append(tokens)
+            out.seconds.append(seconds)
+            out.values.append(value)
+        return out
+
+
+@dataclass
+class RunCurves:
+    """A run in a comparison: its table row and its curves."""
+
+    row: RunRow
+    loss: Curve  # raw training loss
+    loss_ema: Curve  # the trainer's own EMA of it (what the run's progress showed)
+    val_bpb: Curve  # held-out bits per byte: comparable across tokenizers, unlike nats per token
+    lr: Curve
+    grad_norm: Curve
+
+    @property
+    def name(self) -> str:
+        return self.row.name
+
+
+@dataclass
+class Comparison:
+    runs: list[RunCurves]
+
+    @property
+    def rows(self) -> list[RunRow]:
+        return [run.row for run in self.runs]
+
+
+def _run_curves(run_dir: str | Path) -> RunCurves:
+    run = RunDir(Path(run_dir))
+    events = read_events(run.events_path)
+    summary = RunSummary(run.name)
+    points = {name: _Points() for name in ("loss", "loss_ema", "val_bpb", "lr", "grad_norm")}
+    rates: list[float] = []
+    for event in events:
+        summary.apply(event)
+        seconds = summary.elapsed() or 0.0
+        if isinstance(event, StepEvent) and event.step is not None:
+            tokens = float(event.tokens or 0)
+            for name in ("loss", "loss_ema", "lr", "grad_norm"):
+                points[name].add(event.step, tokens, seconds, getattr(event, name))
+            if event.tok_per_s is not None:
+                rates.append(event.tok_per_s)
+        elif isinstance(event, EvalEvent):
+            step = event.step if event.step is not None else summary.step
+            points["val_bpb"].add(step, float(summary.tokens), seconds, event.val_bpb)
+    rate = statistics.median_high(rates) if rates else None
+    row = RunRow(run.path, summary.status(run.is_live()), summary, rate)
+    curves = {name: p.curve() for name, p in points.items()}
+    return RunCurves(row, **curves)
+
+
+def comparison(run_dirs: Iterable[str | Path]) -> Comparison:
+    """The runs side by side: a row each (throughput: the median over the run) and their curves."""
+    return Comparison([_run_curves(run_dir) for run_dir in run_dirs])
+
+
+def compare_runs(run_dirs: Sequence[str | Path]) -> list[RunRow]:
+    """Rows for a comparison table, with `tok_per_s` as the median over the run's logged steps."""
+    return comparison(run_dirs).rows
+
+
+COMPARE_COLUMNS = ("run", "model", "params", "tokens", "best val", "bpb", "tok/s", "duration", "status")
+
+
+def compare_cells(row: RunRow) -> tuple[str, ...]:
+    """A comparison row as text, one cell per COMPARE_COLUMNS entry (the CLI and the dashboard both show these)."""
+    s = row.summary
+    return (
+        row.name,
+        s.model_name or "—",
+        count(s.params),
+        count(s.tokens) if s.tokens else "—",
+        number(s.best_val_loss),
+        number(s.best_val_bpb, 3),
+        count(row.tok_per_s),
+        duration(s.elapsed()),
+        row.status,
+    )
+
+
+def axis_label(axis: Axis) -> Callable[[float], str]:
+    """How a value on `axis` reads: steps and tokens as counts (1.2M), time as a duration (4m05s)."""
+    if axis == "time":
+        return duration
+    return lambda value: count(value, digits=2) if abs(value) >= 1000 else f"{value:.0f}"
 
 
 def ema(values: Sequence[float | None], alpha: float = 0.1) -> list[float | None]:
-    """Exponential moving average that skips missing values (None stays None)."""
+    """Exponential moving average that skips missing values (None stays None); the dashboard's smoothing."""
     out: list[float | None] = []
     current: float | None = None
     for value in values:
@@ -170,41 +236,18 @@ def ema(values: Sequence[float | None], alpha: float = 0.1) -> list[float | None
     return out
 
 
-def plot_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
-    """Write a PNG comparing runs: train loss (raw and EMA), val loss, learning rate and grad norm vs tokens."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+def plot_runs(
+    run_dirs: Sequence[str | Path] | Comparison,
+    out: str | Path,
+    *,
+    x: Axis = "tokens",
+    log_y: bool = False,
+) -> Path:
+    """Write a PNG comparing runs (see `compare_figure`)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)
-    (ax_loss, ax_val), (ax_lr, ax_norm) = axes
-    for index, run_dir in enumerate(run_dirs):
-        run = RunDir(Path(run_dir))
-        events = read_events(run.events_path)
-        color = f"C{index % 10}"
-        steps, evals = _latest_by_step(events, "step"), _latest_by_step(events, "eval")
-        tokens = [e.get("tokens") for e in steps]
-        losses = [_num(e.get("loss")) for e in steps]
-        marker = "o" if len(steps) == 1 else None  # a lone point is no line
-        ax_loss.plot(tokens, losses, color=color, alpha=0.25, linewidth=0.8)
-        ax_loss.plot(tokens, ema(losses), color=color, label=run.name, marker=marker)
-        val_tokens = [_tokens_at(steps, e.get("step")) for e in evals]
-        ax_val.plot(val_tokens, [_num(e.get("val_loss")) for e in evals], "o-", color=color, label=run.name)
-        ax_lr.plot(tokens, [_num(e.get("lr")) for e in steps], color=color, label=run.name, marker=marker)
-        norms = [_num(e.get("grad_norm")) for e in steps]
-        ax_norm.plot(tokens, norms, color=color, label=run.name, marker=marker)
-    for ax, title in (
-        (ax_loss, "train loss (raw, EMA)"),
-        (ax_val, "val loss"),
-        (ax_lr, "learning rate"),
-        (ax_norm, "grad norm (pre-clip)"),
-    ):
-        ax.set_title(title)
-        ax.set_xlabel("tokens")
-        ax.grid(alpha=0.3)
-        if ax.has_data():
-            ax.legend(fontsize=8)
+    compared = run_dirs if isinstance(run_dirs, Comparison) else comparison(run_dirs)
+    fig = compare_figure(compared, x=x, log_y=log_y)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -212,25 +255,96 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     return out
 
 
-def _latest_by_step(events: Sequence[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    """Events of `kind` in step order, the latest per step: a run resumed from an older checkpoint (after a
-    hard kill) logs some steps twice, and the second time is what the final model went through."""
-    latest = {e.get("step"): e for e in events if e["type"] == kind and isinstance(e.get("step"), int)}
-    return [latest[step] for step in sorted(latest)]
+def compare_figure(compared: Comparison, *, x: Axis = "tokens", log_y: bool = False):
+    """A matplotlib figure of runs side by side: train loss (the trainer's EMA over the faint raw loss), val bits
+    per byte, learning rate and grad norm, against `x` (step, tokens or training time)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)
+    (ax_loss, ax_val), (ax_lr, ax_norm) = axes
+    styles = ("-", "--", "-.", ":")  # overlapping runs stay visible: each has its own dash pattern
+    for index, run in enumerate(compared.runs):
+        color, style = f"C{index % 10}", styles[index % len(styles)]
+        line = {"color": color, "linestyle": style, "linewidth": 1.2}
+        ax_loss.plot(run.loss.x(x), run.loss.values, color=color, alpha=0.2, linewidth=0.6)
+        panels = ((ax_loss, run.loss_ema), (ax_val, run.val_bpb), (ax_lr, run.lr), (ax_norm, run.grad_norm))
+        for ax, curve in panels:
+            # Small markers on the sparse evals only (large ones hide other runs); a lone point is a visible dot.
+            sparse = ax is ax_val or len(curve) == 1
+            marker = {"marker": "o", "markersize": 5 if len(curve) == 1 else 2.5} if sparse else {}
+            ax.plot(curve.x(x), curve.values, label=run.name, **line, **marker)
+    label = axis_label(x)
+    for ax, title in (
+        (ax_loss, "train loss (EMA; raw faint), nats/token"),
+        (ax_val, "val bits per byte"),
+        (ax_lr, "learning rate"),
+        (ax_norm, "grad norm (pre-clip)"),
+    ):
+        ax.set_title(title)
+        ax.set_xlabel(AXIS_TITLES[x])
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: label(value)))
+        ax.grid(alpha=0.3)
+        if log_y and ax is not ax_lr and ax.has_data():
+            ax.set_yscale("log")
+        if ax.has_data():
+            ax.legend(fontsize=8)
+    return fig
 
 
-def _tokens_at(steps: Sequence[dict[str, Any]], step: Any) -> Any:
-    """Tokens seen at `step` (from the nearest logged step at or before it), so val and train share an axis."""
-    best = None
-    for event in steps:
-        if event.get("step", 0) <= (step or 0):
-            best = event.get("tokens")
-    return best if best is not None else 0
+# --- a run's config, restart, delete ------------------------------------------------------------------------
+def run_config_text(run_dir: str | Path) -> str:
+    """The run's resolved config (config.yaml) as YAML text; a UsageError when the run has none yet."""
+    run = RunDir(Path(run_dir))
+    try:
+        return run.config_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(
+            f"run {run.name} has no config.yaml yet", hint="the trainer writes it when training starts"
+        ) from None
 
 
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+def write_restart_configs(source: str | Path, target: str | Path) -> dict[str, Path]:
+    """Write the resolved model, train and data sections of run `source` as three YAML files under
+    `target/restart/`, the `--model`, `--train` and `--data` of a new run that starts over from them."""
+    run = RunDir(Path(source))
+    saved = read_yaml(run.config_path)
+    if "finetune" in saved:
+        raise UsageError(
+            f"run {run.name} is a fine-tuning run: a restart would pretrain from scratch",
+            hint="start a new fine-tuning run with `alm sft` / `alm dpo` instead",
+        )
+    directory = Path(target) / RESTART_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for section in RUN_SECTIONS:
+        path = directory / f"{section}.yaml"
+        atomic_write_text(path, yaml.safe_dump(saved.get(section) or {}, sort_keys=False))
+        paths[section] = path
+    return paths
 
 
-def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+def delete_run(run_dir: str | Path) -> Path:
+    """Remove a run directory and everything in it. Refused while the run trains (or anything else writes it),
+    and for a directory holding files alm did not write there."""
+    run = RunDir(Path(run_dir))
+    if not run.path.is_dir():
+        raise UsageError(f"no run directory {run.path}", hint="`alm runs list` shows the runs")
+    stop_first = "stop it first (ctrl+c in the dashboard, or Ctrl+C where it runs), then delete it"
+    if run.is_live():
+        writer = run.writer()
+        who = writer.describe() if writer else f"pid {run.read_pid()}"
+        raise UsageError(f"run {run.name} is training ({who})", hint=stop_first)
+    foreign = sorted(p.name for p in run.path.iterdir() if p.name not in OWN_ENTRIES)
+    if foreign:
+        raise UsageError(
+            f"{run.path} holds files alm did not write ({', '.join(foreign[:5])}): not deleting it",
+            hint="move those files out first",
+        )
+    # Held while deleting, so a trainer cannot start writing into the directory being removed.
+    with locks.acquire(run.lock_path, f"run {run.name}", hint=stop_first):
+        shutil.rmtree(run.path)
+    return run.path

@@ -106,3 +106,39 @@ def test_no_peer_and_bad_input(tmp_path: Path) -> None:
     result = runner.invoke(app, [*base, "--steps", "0"])
     assert result.exit_code == 2
     assert "--steps" in result.output
+
+
+def test_the_benchmark_times_the_trainers_own_step() -> None:
+    """`alm bench train` runs `alm.train.step.train_step`, so it pays for the same non-finite check: a NaN loss
+    skips the update instead of writing NaNs into the weights (the benchmark's old copy of the step did)."""
+    from alm.bench.train import Contender, make_step
+    from alm.device import choose_precision, probe_capabilities
+    from alm.model import ModelConfig, Transformer
+    from alm.train.config import TrainConfig
+    from alm.train.optim import build_optimizer
+    from alm.train.step import LossOutput, lm_loss
+
+    model = Transformer(ModelConfig(vocab_size=96, d_model=32, n_layers=1, n_heads=4, max_seq_len=16))
+
+    def nan_loss(module, batch) -> LossOutput:
+        out = lm_loss(module, batch)
+        return LossOutput(out.loss * float("nan"), out.reported * float("nan"), out.metrics)
+
+    contender = Contender("alm", model, nan_loss, optimizer=build_optimizer(model, TrainConfig()))
+    plan = choose_precision(probe_capabilities(torch.device("cpu")))
+    before = {name: t.clone() for name, t in model.state_dict().items()}
+    x = torch.randint(0, 96, (2, 8))
+    loss = make_step(contender, plan, 1.0, None)(x, x)
+    assert torch.isnan(loss)
+    assert all(torch.equal(before[name], t) for name, t in model.state_dict().items())
+
+
+@pytest.mark.slow  # compiling takes tens of seconds on 2 cores
+def test_compile_flag_runs(tmp_path: Path) -> None:
+    """`--compile` times the compiled module (it once failed: a compiled module has no truth value)."""
+    args = ["bench", "train", "--model", str(tiny_model(tmp_path)), "--device", "cpu", "--threads", "1"]
+    result = runner.invoke(
+        app, [*args, "--compile", "--no-peer", "--batch", "2", "--seq", "16", "--steps", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "compiled" in result.output and "no peer (--no-peer)" in result.output

@@ -54,7 +54,6 @@ def test_cuda_prefers_bf16_and_falls_back_to_fp16_with_scaler() -> None:
         (mps(chip=None), "fp16"),  # unknown chip: do not assume native bf16
         (mps(macos=(13, 6)), "fp16"),  # no bf16 before macOS 14
         (mps(torch_v=(2, 7), macos=(13, 6)), "fp32"),  # no MPS GradScaler before torch 2.8
-        (mps(torch_v=(2, 5), chip=3), "fp32"),  # bf16 autocast on MPS arrived in torch 2.6
         (mps(torch_v=(2, 6), chip=3), "bf16"),
     ],
 )

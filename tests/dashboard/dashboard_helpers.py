@@ -8,10 +8,13 @@ import json
 import math
 import re
 import textwrap
+import time
 from collections import defaultdict
 from pathlib import Path
 
 from textual.app import App
+
+from alm.dashboard.app import DashboardApp
 
 T0 = 1_700_000_000.0  # fixed event times: nothing in a snapshot depends on the wall clock
 
@@ -27,7 +30,7 @@ def start_event(name: str, *, total_steps: int = 200, t: float = T0, resumed_fro
         "time": t,
         "run": name,
         "pid": 4242,
-        "config": {"model": {"d_model": 64}, "train": {"steps": total_steps}, "data": {}},
+        "config": {"model": {"d_model": 64, "n_layers": 2}, "train": {"steps": total_steps}, "data": {}},
         "device": {"device": "cpu", "type": "cpu", "name": "cpu", "precision": "fp32"},
         "params": {"total": 123_456, "non_embedding": 100_000},
         "total_steps": total_steps,
@@ -141,7 +144,7 @@ SCRIPTED_TRAINER = textwrap.dedent(
     """
     import os, signal, sys, time
     from pathlib import Path
-    from alm.train.events import EventWriter
+    from alm.events import CheckpointEvent, EventWriter, StartEvent, StepEvent, StopEvent
 
     run = Path(sys.argv[1]); mode = sys.argv[2]
     run.mkdir(parents=True, exist_ok=True)
@@ -150,19 +153,19 @@ SCRIPTED_TRAINER = textwrap.dedent(
     stop = []
     signal.signal(signal.SIGINT, lambda *a: stop.append(1))
     ev = EventWriter(run / "events.jsonl")
-    ev.emit("start", run=run.name, pid=os.getpid(), config={}, device={"type": "cpu", "device": "cpu"},
-            params={"total": 1000, "non_embedding": 900}, total_steps=100000, resumed_from=None, command=sys.argv)
+    ev.write(StartEvent(run=run.name, pid=os.getpid(), config={}, device={"type": "cpu", "device": "cpu"},
+             params={"total": 1000, "non_embedding": 900}, total_steps=100000, command=sys.argv))
     print("training", flush=True)
     step = 0
     while True:
         step += 1
-        ev.emit("step", step=step, tokens=step * 64, loss=3.0, loss_ema=3.0, lr=1e-3, grad_norm=1.0,
-                tok_per_s=1000.0, step_time=0.02, router=None, memory={})
+        ev.write(StepEvent(step=step, tokens=step * 64, loss=3.0, loss_ema=3.0, lr=1e-3, grad_norm=1.0,
+                 tok_per_s=1000.0, step_time=0.02))
         if mode == "crash" and step == 5:
             raise RuntimeError("CUDA out of memory (simulated crash)")
         if stop:
-            ev.emit("checkpoint", step=step, path=str(run / "checkpoints" / "last.pt"), kind="last")
-            ev.emit("stop", step=step, reason="interrupted", resume_command=f"alm resume {run.name}")
+            ev.write(CheckpointEvent(step=step, path=str(run / "checkpoints" / "last.pt"), kind="last"))
+            ev.write(StopEvent(step=step, reason="interrupted", resume_command=f"alm resume {run.name}"))
             os.unlink(run / "train.pid")
             print("stopped", flush=True)
             sys.exit(130)
@@ -185,3 +188,32 @@ def screen_lines(app: App) -> list[str]:
 
 def screen_text(app: App) -> str:
     return "\n".join(screen_lines(app))
+
+
+class RecordingApp(DashboardApp):
+    """The real app, keeping the notifications it shows so tests can read them."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("clock", fixed_clock)
+        kwargs.setdefault("tick", 0.1)
+        super().__init__(*args, **kwargs)
+        self.notes: list[str] = []
+
+    def notify(self, message, *args, **kwargs):
+        self.notes.append(str(message))
+        return super().notify(message, *args, **kwargs)
+
+
+async def until(pilot, predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)
+
+
+async def form_checked(pilot) -> None:
+    """Let the new-run form check its fields: it does so once typing pauses."""
+    await pilot.pause(0.05)  # the Changed events of what the test just set arrive first
+    await until(pilot, lambda: not getattr(pilot.app.screen, "checking", False))
+    await pilot.pause()

@@ -4,57 +4,34 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 from dashboard_helpers import (
     T0,
-    fixed_clock,
+    RecordingApp,
     history,
     make_run,
     screen_text,
     start_event,
     step_event,
+    until,
     write_events,
 )
 from textual.widgets import Input, Select
 
-from alm.dashboard.app import DashboardApp
+from alm.dashboard.request import TrainRequest
 from alm.dashboard.sample_command import parse_sample_line
 from alm.dashboard.screens.help import HelpScreen
 from alm.dashboard.screens.quit import QuitScreen
 from alm.dashboard.screens.run import RunScreen
 from alm.dashboard.screens.runs import RunsScreen
 from alm.dashboard.screens.start import StartRunScreen
-from alm.dashboard.trainer import TrainRequest
 from alm.dashboard.widgets.feed import EventFeed, TrainingSamples
 from alm.dashboard.widgets.runs_table import RunsTable
 from alm.dashboard.widgets.sample_pane import SamplePane
 
 SIZE = (120, 40)
-
-
-class RecordingApp(DashboardApp):
-    """The real app, keeping the notifications it shows so tests can read them."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("clock", fixed_clock)
-        kwargs.setdefault("tick", 0.1)
-        super().__init__(*args, **kwargs)
-        self.notes: list[str] = []
-
-    def notify(self, message, *args, **kwargs):
-        self.notes.append(str(message))
-        return super().notify(message, *args, **kwargs)
-
-
-async def until(pilot, predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
 
 
 async def test_runs_view_lists_every_run_with_its_status(runs_dir: Path) -> None:
@@ -186,11 +163,11 @@ async def test_quit_with_a_live_trainer_asks_stop_detach_or_cancel(tmp_path: Pat
         async with app.run_test(size=SIZE) as pilot:
             trainer = app.start_trainer("job", scripted_trainer(runs / "job"))
             await pilot.press("q")
-            assert isinstance(app.screen, QuitScreen)
+            await until(pilot, lambda: isinstance(app.screen, QuitScreen))
             await pilot.press("escape")  # cancel
             assert isinstance(app.screen, RunScreen) and app.is_running
             await pilot.press("ctrl+q")
-            assert isinstance(app.screen, QuitScreen)
+            await until(pilot, lambda: isinstance(app.screen, QuitScreen))
             await pilot.click("#detach")
         assert trainer is not None and trainer.alive  # detached: training goes on without the dashboard
         trainer.interrupt()
@@ -201,6 +178,7 @@ async def test_quit_with_a_live_trainer_asks_stop_detach_or_cancel(tmp_path: Pat
             trainer = app.start_trainer("job2", scripted_trainer(runs / "job2"))
             await until(pilot, lambda: (runs / "job2" / "train.pid").exists())
             await pilot.press("q")
+            await until(pilot, lambda: isinstance(app.screen, QuitScreen))
             await pilot.press("s")  # stop and quit
         assert trainer.process.wait(timeout=20) == 130  # stopped safely on the way out
     finally:
@@ -224,13 +202,13 @@ async def test_start_form_validates_and_returns_a_request(runs_dir: Path) -> Non
         assert "already exists" in screen_text(app)
         screen = app.screen
         screen.query_one("#start-name", Input).value = "fresh"
-        screen.query_one("#start-steps", Input).value = "25"
+        screen.query_one("#start-steps", Input).value = "100"  # at least the preset's 50 warmup steps
         screen.query_one("#start-model", Input).value = "pico"
         screen.query_one("#start-device", Select).value = "cpu"
         screen.query_one("#start-steps", Input).focus()
         await pilot.press("enter")  # Enter in any field submits the form
         await until(pilot, lambda: bool(results))
-    assert results == [TrainRequest(run="fresh", model="pico", steps=25, device="cpu")]
+    assert results == [TrainRequest(run="fresh", model="pico", steps=100, device="cpu")]
 
 
 async def test_help_screen_and_command_palette_actions(runs_dir: Path) -> None:
@@ -266,12 +244,14 @@ async def test_sampling_pane_streams_from_a_real_checkpoint(sampled_run: Path) -
         await pilot.press("s")
         pane = app.screen.query_one(SamplePane)
         await until(pilot, lambda: pane.query_one("#sample-checkpoint", Select).value == "last")
-        choices = pane._choices
+        choices = pane.knobs._choices
         assert choices == ["last", "step-20", "step-10"]
 
         pane.query_one("#sample-max-tokens", Input).value = "12"
         prompt = pane.query_one("#sample-prompt", Input)
-        await until(pilot, lambda: prompt.has_focus)  # the Sample tab puts the cursor in the prompt
+        assert not prompt.has_focus  # letters stay keys in the Sample tab until p puts the cursor there
+        await pilot.press("p")
+        await until(pilot, lambda: prompt.has_focus)
         prompt.value = "ROMEO:"
         await pilot.press("enter")
         await until(pilot, lambda: not pane.running, timeout=60)

@@ -1,9 +1,11 @@
 """End to end in a real terminal: `alm dashboard` in a tmux pane starts a real `alm train` run from its form, the
-step counter moves, Ctrl+C stops the trainer safely (checkpoint, exit 130), `r` resumes it, `q` quits."""
+step counter moves, Ctrl+C stops the trainer safely (checkpoint, exit 130), `r` resumes it; a second run starts
+with a `--set` override; the two are marked and compared (the same table `alm runs compare` prints), the second
+is deleted after confirmation, and `q` quits."""
 
 from __future__ import annotations
 
-import lzma
+import os
 import re
 import shlex
 import shutil
@@ -11,13 +13,13 @@ import subprocess
 import sys
 import time
 import uuid
-from importlib.resources import files
 from pathlib import Path
 
 import pytest
 import yaml
 
-from alm.runs import read_events
+from alm.events import read_records
+from testkit.corpus import shipped_text
 
 pytestmark = pytest.mark.slow
 
@@ -95,6 +97,25 @@ class Pane:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=30)
 
 
+def fill_form(pane: Pane, name: str, overrides: str = "") -> None:
+    """The new-run form, field by field: model, train, data, steps (empty: the config's), --set, device, name."""
+    time.sleep(1.0)  # like a person, look at the form first: its first field takes the focus as it opens
+    pane.keys("C-a", "C-k")
+    pane.type("model.yaml")
+    pane.keys("Tab")
+    pane.type("train.yaml")
+    pane.keys("Tab")
+    pane.type("corpus.yaml")
+    pane.keys("Tab", "Tab")  # steps stay the train config's
+    if overrides:
+        pane.type(overrides)
+    pane.keys("Tab", "Tab")  # device stays auto (the CPU here)
+    pane.keys("C-a", "C-k")
+    pane.type(name)
+    pane.wait_for(lambda s: "will train:" in s, "the form to be valid")
+    pane.keys("Enter")
+
+
 def step_on(screen: str) -> int | None:
     match = STEP.search(screen)
     return int(match.group(1).replace(",", "")) if match else None
@@ -103,9 +124,7 @@ def step_on(screen: str) -> int | None:
 @pytest.fixture
 def tiny_project(tmp_path: Path) -> Path:
     """A working directory with a small corpus and tiny model/train configs (the trainer builds the data)."""
-    corpus = files("alm") / "resources" / "corpora" / "tinyshakespeare.txt.xz"
-    with lzma.open(str(corpus), "rt", encoding="utf-8") as fh:
-        (tmp_path / "corpus.txt").write_text(fh.read()[:60_000], encoding="utf-8")
+    (tmp_path / "corpus.txt").write_text(shipped_text(60_000), encoding="utf-8")
     (tmp_path / "corpus.yaml").write_text(
         yaml.safe_dump(
             {
@@ -138,17 +157,7 @@ def test_dashboard_starts_stops_and_resumes_a_real_run(tiny_project: Path) -> No
         # Fill in the "new run" form with the keyboard, as a user would.
         pane.keys("n")
         pane.wait_for(lambda s: "Start a training run" in s, "the new-run form")
-        pane.keys("C-a", "C-k")
-        pane.type("model.yaml")
-        pane.keys("Tab", "C-a", "C-k")
-        pane.type("e2e")
-        pane.keys("Tab")  # steps: the train config's
-        pane.keys("Tab")
-        pane.type("train.yaml")
-        pane.keys("Tab")
-        pane.type("corpus.yaml")
-        pane.keys("Enter")  # device stays auto (the CPU here)
-
+        fill_form(pane, "e2e")
         # The run view opens and follows the new trainer: the step counter moves.
         screen = pane.wait_for(lambda s: (step_on(s) or 0) >= 4, "the first steps")
         first = step_on(screen)
@@ -160,7 +169,7 @@ def test_dashboard_starts_stops_and_resumes_a_real_run(tiny_project: Path) -> No
         screen = pane.wait_for(lambda s: "stopped safely (exit 130)" in s, "the safe stop")
         assert "interrupted" in screen
         stopped_at = step_on(screen)
-        events = read_events(tiny_project / "runs" / "e2e" / "events.jsonl")
+        events = read_records(tiny_project / "runs" / "e2e" / "events.jsonl")
         stop = [e for e in events if e["type"] == "stop"][-1]
         assert stop["reason"] == "interrupted" and stop["step"] == stopped_at
         assert (tiny_project / "runs" / "e2e" / "checkpoints" / "last.pt").is_file()
@@ -171,15 +180,56 @@ def test_dashboard_starts_stops_and_resumes_a_real_run(tiny_project: Path) -> No
             lambda s: "running" in s and (step_on(s) or 0) > stopped_at + 2, "the resumed run to move on"
         )
         starts = [
-            e for e in read_events(tiny_project / "runs" / "e2e" / "events.jsonl") if e["type"] == "start"
+            e for e in read_records(tiny_project / "runs" / "e2e" / "events.jsonl") if e["type"] == "start"
         ]
         assert [s["resumed_from"] for s in starts] == [None, stopped_at]
 
         pane.keys("C-c")
         pane.wait_for(lambda s: "stopped safely (exit 130)" in s, "the second safe stop")
-        pane.keys("q")
-        pane.wait_for(lambda s: "DASHBOARD-EXIT=0" in s, "the dashboard to exit", timeout=30)
         log = (tiny_project / "runs" / "e2e" / "train.log").read_text()
         assert log.count("$ ") == 2 and "alm resume" in log  # both trainer runs logged to the run directory
+
+        # A second run with an override, stopped after a few steps.
+        pane.keys("n")
+        pane.wait_for(lambda s: "Start a training run" in s, "the second new-run form")
+        fill_form(pane, "e2e-b", overrides="train.lr=1e-3")
+        pane.wait_for(lambda s: "alm · e2e-b" in s and (step_on(s) or 0) >= 4, "the second run's first steps")
+        pane.keys("C-c")
+        pane.wait_for(lambda s: "stopped safely (exit 130)" in s, "the second run's safe stop")
+        starts = [
+            e for e in read_records(tiny_project / "runs" / "e2e-b" / "events.jsonl") if e["type"] == "start"
+        ]
+        assert starts[0]["config"]["train"]["lr"] == 1e-3
+
+        # Back in the list, the cursor is on the new run: mark both and compare them.
+        pane.keys("Escape")
+        pane.wait_for(lambda s: "2 runs" in s, "the runs list")
+        pane.keys("Space", "Space")
+        pane.wait_for(lambda s: "2 marked" in s, "two marked runs")
+        pane.keys("c")
+        screen = pane.wait_for(lambda s: "train loss" in s and "val bits per byte" in s, "the comparison")
+        cli = subprocess.run(
+            [sys.executable, "-m", "alm", "runs", "compare", "e2e", "e2e-b", "--runs-dir", "runs"],
+            cwd=tiny_project,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+            check=True,
+        ).stdout
+        for name in ("e2e", "e2e-b"):
+            row = next(line for line in cli.splitlines() if line.split()[:1] == [name])
+            table = next(line for line in screen.splitlines() if line.split()[:1] == [name])
+            assert row.split()[:6] == table.split()[:6]  # run, model, params, tokens, best val, bpb agree
+
+        # Delete the marked runs (asked first), then quit.
+        pane.keys("Escape")
+        pane.wait_for(lambda s: "2 marked" in s, "the runs list again")
+        pane.keys("d")
+        pane.wait_for(lambda s: "Delete runs" in s and "Delete e2e, e2e-b?" in s, "the delete confirmation")
+        pane.keys("y")
+        pane.wait_for(lambda s: "No runs under" in s, "the deleted runs to go")
+        assert not (tiny_project / "runs" / "e2e-b").exists() and not (tiny_project / "runs" / "e2e").exists()
+        pane.keys("q")
+        pane.wait_for(lambda s: "DASHBOARD-EXIT=0" in s, "the dashboard to exit", timeout=30)
     finally:
         pane.close()

@@ -29,9 +29,16 @@ def test_parses_cli_options_into_sampling_fields() -> None:
 
 def test_defaults_and_run_argument() -> None:
     [request] = parse_sample_line("alm sample tiny --prompt x", run_dir=RUN)
-    assert request.checkpoint == "last" and request.options["max_new_tokens"] == 256  # the CLI's defaults
+    # The CLI's defaults; no --checkpoint means best.pt when the run has one, else last.pt.
+    assert request.checkpoint is None and request.options["max_new_tokens"] == 256
     [request] = parse_sample_line("sample -p x --greedy", run_dir=RUN)
     assert request.options["greedy"] is True
+
+
+def test_the_panes_own_runs_dir_is_accepted() -> None:
+    """A line copied from a terminal (`alm sample tiny --runs-dir runs …`) runs here as written."""
+    [request] = parse_sample_line("alm sample tiny --runs-dir runs --prompt x", run_dir=RUN)
+    assert request.prompt == "x"
 
 
 def test_num_samples_gives_consecutive_seeds() -> None:
@@ -49,6 +56,7 @@ def test_num_samples_gives_consecutive_seeds() -> None:
         ("alm sample --prompt x --bogus 1", "bogus"),
         ("alm sample --prompt x --top-p 1.5", "--top-p"),
         ("alm sample other-run --prompt x", "this pane samples run 'tiny'"),
+        ("alm sample --prompt x --runs-dir elsewhere", "this pane samples runs in runs, not elsewhere"),
         ("alm train --prompt x", "must start with `alm sample`"),
         ("alm sample --prompt x --num-samples 0", "at least 1"),
     ],
@@ -56,3 +64,11 @@ def test_num_samples_gives_consecutive_seeds() -> None:
 def test_bad_lines_are_usage_errors_that_name_the_problem(line: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         parse_sample_line(line, run_dir=RUN)
+
+
+def test_the_lines_options_come_from_the_sampling_spec_not_from_a_cli_app() -> None:
+    [request] = parse_sample_line("alm sample -p x --compile --stop a --stop b --min-p 0.1", run_dir=RUN)
+    assert request.compile is True
+    assert request.options["stop"] == ["a", "b"] and request.options["min_p"] == 0.1
+    with pytest.raises(UsageError, match="did you mean --top-k"):
+        parse_sample_line("alm sample -p x --top-kk 3", run_dir=RUN)

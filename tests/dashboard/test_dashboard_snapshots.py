@@ -1,7 +1,8 @@
-"""Snapshots of the main screens: fixed terminal size, fixed theme, fixed clock, events with fixed times.
+"""Snapshots of the main screens in the default theme at 80×24 and 160×48: fixed clock, events with fixed
+times, a long tick (no refresh lands between setup and the screenshot).
 
-Update after an intended visual change with `pytest tests/dashboard/test_dashboard_snapshots.py --snapshot-update` and
-look at the SVGs under __snapshots__/ before committing them.
+Update after an intended visual change with `pytest tests/dashboard/test_dashboard_snapshots.py --snapshot-update`
+and look at the SVGs under __snapshots__/ before committing them.
 """
 
 from __future__ import annotations
@@ -13,9 +14,20 @@ import pytest
 from dashboard_helpers import fixed_clock
 from textual.widgets import Input
 
+from alm.dashboard import DEFAULT_THEME
 from alm.dashboard.app import DashboardApp
 
-SIZE = (130, 42)
+SIZES = {"80x24": (80, 24), "160x48": (160, 48)}
+# (the run opened at start, the keys pressed before the screenshot)
+SCREENS = {
+    "runs": (None, ()),
+    "run-live": ("live-run", ()),
+    "run-replayed": ("stopped-run", ()),
+    "sample": ("finished-run", ("s",)),
+    "start": (None, ("n",)),
+    "compare": (None, ("o", "space", "space", "c")),
+    "help": (None, ("question_mark",)),
+}
 
 
 @pytest.fixture
@@ -33,7 +45,9 @@ def settle(*keys: str):
     """Press `keys`, then stop every text cursor blinking (a blink timer would make the screenshot random)."""
 
     async def run_before(pilot) -> None:
+        await pilot.pause(0.3)  # the footer shows its keys once the screen's bindings are ready
         await pilot.press(*keys)
+        await pilot.pause(0.3)
         for widget in pilot.app.screen.query(Input):
             widget.cursor_blink = False
         await pilot.pause()
@@ -41,30 +55,9 @@ def settle(*keys: str):
     return run_before
 
 
-def make_app(runs: Path, run: str | None = None) -> DashboardApp:
-    # A long tick: no refresh can land between setup and the screenshot and change it.
-    return DashboardApp(runs, run=run, clock=fixed_clock, theme="ansi-dark", tick=60.0)
-
-
-def test_runs_screen(snap_compare, snapshot_runs: Path) -> None:
-    assert snap_compare(make_app(snapshot_runs), run_before=settle(), terminal_size=SIZE)
-
-
-def test_run_screen_live(snap_compare, snapshot_runs: Path) -> None:
-    assert snap_compare(make_app(snapshot_runs, "live-run"), run_before=settle(), terminal_size=SIZE)
-
-
-def test_run_screen_replayed(snap_compare, snapshot_runs: Path) -> None:
-    assert snap_compare(make_app(snapshot_runs, "stopped-run"), run_before=settle(), terminal_size=SIZE)
-
-
-def test_sample_pane(snap_compare, snapshot_runs: Path) -> None:
-    assert snap_compare(make_app(snapshot_runs, "finished-run"), run_before=settle("s"), terminal_size=SIZE)
-
-
-def test_start_dialog(snap_compare, snapshot_runs: Path) -> None:
-    assert snap_compare(make_app(snapshot_runs), run_before=settle("n"), terminal_size=SIZE)
-
-
-def test_help_screen(snap_compare, snapshot_runs: Path) -> None:
-    assert snap_compare(make_app(snapshot_runs), run_before=settle("question_mark"), terminal_size=SIZE)
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_main_screens(snap_compare, snapshot_runs: Path, screen: str, size: str) -> None:
+    run, keys = SCREENS[screen]
+    app = DashboardApp(snapshot_runs, run=run, clock=fixed_clock, theme=DEFAULT_THEME, tick=60.0)
+    assert snap_compare(app, run_before=settle(*keys), terminal_size=SIZES[size])

@@ -1,4 +1,4 @@
-"""The torch-free core: incremental tailing of events.jsonl, folding events into a RunState, formatting."""
+"""The torch-free core: incremental tailing of events.jsonl and folding events into a RunState."""
 
 from __future__ import annotations
 
@@ -6,13 +6,19 @@ import json
 import os
 from pathlib import Path
 
-from dashboard_helpers import T0, history, make_run, start_event, step_event, write_events
+from dashboard_helpers import history, make_run, start_event, step_event, write_events
 
-from alm.dashboard import format as fmt
 from alm.dashboard.events import EventTail
 from alm.dashboard.state import RunState, downsample
 from alm.dashboard.watch import RunBook, RunWatch, discover_runs
+from alm.events import StepEvent, decode
 from alm.runs import run_status
+
+
+def fold(name: str, records: list[dict]) -> RunState:
+    state = RunState(name)
+    state.extend(decode(record) for record in records)
+    return state
 
 
 def test_tail_reads_only_new_complete_lines(tmp_path: Path) -> None:
@@ -20,7 +26,7 @@ def test_tail_reads_only_new_complete_lines(tmp_path: Path) -> None:
     tail = EventTail(path)
     assert tail.poll() == []  # no file yet: nothing, no error
     write_events(path, [start_event("r"), step_event(1)])
-    assert [e["type"] for e in tail.poll()] == ["start", "step"]
+    assert [e.type for e in tail.poll()] == ["start", "step"]
     offset = tail.offset
     assert offset == path.stat().st_size
     assert tail.poll() == []  # nothing new: nothing re-read
@@ -33,7 +39,7 @@ def test_tail_reads_only_new_complete_lines(tmp_path: Path) -> None:
     assert tail.offset == offset
     with open(path, "a") as fh:
         fh.write(line[20:] + "\n")
-    assert [e["step"] for e in tail.poll()] == [2]
+    assert [e.step for e in tail.poll() if isinstance(e, StepEvent)] == [2]
 
 
 def test_tail_skips_malformed_lines_and_restarts_on_truncation(tmp_path: Path) -> None:
@@ -42,10 +48,10 @@ def test_tail_skips_malformed_lines_and_restarts_on_truncation(tmp_path: Path) -
         '{"type": "step", "step": 1}\nnot json\n[1, 2]\n{"no_type": 1}\n{"type": "step", "step": 2}\n'
     )
     tail = EventTail(path)
-    assert [e["step"] for e in tail.poll()] == [1, 2]
+    assert [e.step for e in tail.poll() if isinstance(e, StepEvent)] == [1, 2]
     assert tail.bad_lines == 3
     path.write_text('{"type": "step", "step": 9}\n')  # rewritten shorter (a run started over)
-    assert [e["step"] for e in tail.poll()] == [9]
+    assert [e.step for e in tail.poll() if isinstance(e, StepEvent)] == [9]
     assert tail.reset
 
 
@@ -56,7 +62,7 @@ def test_tail_catches_up_over_several_polls_when_the_backlog_is_large(tmp_path: 
     seen: list[int] = []
     polls = 0
     while chunk := tail.poll(max_bytes=8192):
-        seen += [e["step"] for e in chunk]
+        seen += [e.step for e in chunk if isinstance(e, StepEvent) and e.step is not None]
         polls += 1
     assert seen == list(range(1, 501))
     assert polls > 5
@@ -65,8 +71,7 @@ def test_tail_catches_up_over_several_polls_when_the_backlog_is_large(tmp_path: 
 def test_state_folds_a_run_and_matches_alm_runs_status(tmp_path: Path) -> None:
     events = history("r", steps=150, stop="interrupted")
     run = make_run(tmp_path, "r", events)
-    state = RunState("r")
-    state.extend(events)
+    state = fold("r", events)
     assert state.step == 150 and state.total_steps == 200
     assert state.tokens == 150 * 4096
     assert state.progress == 0.75
@@ -78,31 +83,27 @@ def test_state_folds_a_run_and_matches_alm_runs_status(tmp_path: Path) -> None:
     kinds = [item.kind for item in state.feed]
     assert kinds[0] == "start" and kinds[-1] == "stop" and "warning" in kinds
     assert state.eta_seconds == 50.0  # 50 steps left at a steady 1.0 s per step
-    assert state.status(trainer_alive=False) == "interrupted" == run_status(run)
+    assert state.status(alive=False) == "interrupted" == run_status(run)
 
 
 def test_status_rules(tmp_path: Path) -> None:
     cases = {"finished": "finished", "interrupted": "interrupted", "nan": "failed", "error": "failed"}
     for reason, expected in cases.items():
-        state = RunState("r")
-        state.extend(history("r", steps=10, stop=reason))
-        assert state.status(trainer_alive=False) == expected
-    crashed = RunState("r")
-    crashed.extend(history("r", steps=10, stop=None))
-    assert crashed.status(trainer_alive=True) == "running"
-    assert crashed.status(trainer_alive=False) == "failed"  # vanished without a stop event
-    assert RunState("r").status(trainer_alive=False) == "unknown"
+        state = fold("r", history("r", steps=10, stop=reason))
+        assert state.status(alive=False) == expected
+    crashed = fold("r", history("r", steps=10, stop=None))
+    assert crashed.status(alive=True) == "running"
+    assert crashed.status(alive=False) == "failed"  # vanished without a stop event
+    assert RunState("r").status(alive=False) == "unknown"
     # A resume appends a new start: the run is live again, the old stop no longer counts.
-    resumed = RunState("r")
-    resumed.extend([*history("r", steps=10, stop="interrupted"), start_event("r", resumed_from=10)])
-    assert resumed.stop is None and resumed.status(trainer_alive=True) == "running"
+    resumed = fold("r", [*history("r", steps=10, stop="interrupted"), start_event("r", resumed_from=10)])
+    assert resumed.stop is None and resumed.status(alive=True) == "running"
     assert resumed.feed[-1].text.startswith("resumed from step 10")
 
 
 def test_state_ignores_unknown_and_partial_events() -> None:
-    state = RunState("r")
-    state.extend(
-        [{"type": "future-thing", "x": 1}, {"type": "step"}, {"type": "step", "step": 3, "loss": None}]
+    state = fold(
+        "r", [{"type": "future-thing", "x": 1}, {"type": "step"}, {"type": "step", "step": 3, "loss": None}]
     )
     assert state.step == 3 and len(state.loss) == 0
     assert state.events_seen == 3
@@ -111,8 +112,7 @@ def test_state_ignores_unknown_and_partial_events() -> None:
 def test_router_stats_are_summarised() -> None:
     from alm.dashboard.widgets.stats import _router_rows
 
-    state = RunState("r")
-    state.apply(step_event(1, router={"frac_large": [0.25, 0.75], "overflow": [0.0, 0.1]}))
+    state = fold("r", [step_event(1, router={"frac_large": [0.25, 0.75], "overflow": [0.0, 0.1]})])
     rows = dict(_router_rows(state.router))
     assert rows["router frac_large"] == "0.500 [0.25–0.75]"
     assert rows["router overflow"].startswith("0.050")
@@ -154,10 +154,3 @@ def test_runbook_discovers_runs_and_orders_by_activity(runs_dir: Path) -> None:
     }
     assert not book.refresh()
     assert RunBook(runs_dir / "missing").refresh() is False
-
-
-def test_format_helpers() -> None:
-    assert fmt.si(1_234_567) == "1.23M" and fmt.si(None) == "—" and fmt.si(512) == "512"
-    assert fmt.duration(3725) == "1h02m" and fmt.duration(65) == "1m05s" and fmt.duration(4.2) == "4s"
-    assert fmt.ago(T0, T0 + 90) == "1m30s ago"
-    assert fmt.number(2.345678) == "2.3457" and fmt.number(3e-5) == "3.00e-05"

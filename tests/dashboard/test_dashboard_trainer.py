@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from dashboard_helpers import make_run, start_event
 
-from alm.dashboard.trainer import TrainRequest, interrupt_pid, launch, resume_command, tail_text
+from alm.dashboard.request import TrainRequest
+from alm.dashboard.trainer import interrupt_pid, launch, resume_command, tail_text
 from alm.errors import UsageError
 
 
@@ -54,7 +55,7 @@ def test_request_validation_names_the_problem(tmp_path: Path, request_: TrainReq
 
 def test_request_accepts_a_config_file(tmp_path: Path) -> None:
     config = tmp_path / "model.yaml"
-    config.write_text("d_model: 64\n")
+    config.write_text("d_model: 64\nn_heads: 4\n")
     TrainRequest(run="ok", model=str(config)).validate(tmp_path)
 
 

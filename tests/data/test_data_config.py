@@ -7,6 +7,7 @@ import pytest
 from alm.config import from_dict, load, to_dict
 from alm.data.config import DataConfig
 from alm.errors import ConfigError
+from alm.tokenizer import TokenizerConfig
 
 CORPUS_YAML = Path(__file__).resolve().parents[2] / "configs" / "corpus.yaml"
 
@@ -16,6 +17,7 @@ def test_default_is_builtin_tiny_shakespeare_split_at_blank_lines() -> None:
     (source,) = cfg.sources
     assert (source.type, source.name, source.boundary) == ("builtin", "tinyshakespeare", "blank_line")
     assert cfg.tokenizer.vocab_size == 4096 and cfg.root == Path("data")
+    assert isinstance(cfg.tokenizer, TokenizerConfig)  # the tokenizer layer's own config, not a copy
 
 
 def test_corpus_yaml_documents_exactly_the_defaults() -> None:
@@ -44,6 +46,8 @@ def test_round_trips_through_plain_data() -> None:
         ({"tokenizer": {"vocab_size": 100}}, "tokenizer.vocab_size"),
         ({"tokenizer": {"type": "wordpiece"}}, "tokenizer.type"),
         ({"val_fraction": 0}, "val_fraction"),
+        ({"split": "random"}, "split"),
+        ({"val_block_bytes": 0}, "val_block_bytes"),
         ({"packing": {"shard_tokens": 10}}, "packing.shard_tokens"),
         ({"cleaning": {"min_chars": 0}}, "cleaning.min_chars"),
         ({"rooot": "data"}, "rooot"),

@@ -11,12 +11,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alm.data.docfile import iter_documents
+from alm.data.layout import MANIFEST_FILE
 from alm.data.loader import BatchSampler, PackedDataset, check_compatible, iter_eval_batches
-from alm.data.pack import MANIFEST_FILE, encode_documents, pack_dataset, split_long_document
+from alm.data.pack import batch_pieces, encode_batch, encode_documents, pack_dataset
 from alm.data.pipeline import ensure_dataset
-from alm.data.shards import HEADER_BYTES, MAGIC, ShardWriter, encode_header, open_tokens, read_header
-from alm.errors import DataError
-from alm.tokenizer import Tokenizer
+from alm.data.shards import (
+    HEADER_BYTES,
+    MAGIC,
+    ShardWriter,
+    encode_header,
+    open_tokens,
+    read_header,
+    read_manifest,
+    verify_split,
+)
+from alm.errors import DataError, UsageError
+from alm.tokenizer import Tokenizer, TokenizerConfig
+from alm.tokenizer.pieces import MAX_PIECE_CHARS, split_long_document
 
 
 def test_shard_writer_splits_at_fixed_counts_and_headers_round_trip(tmp_path) -> None:
@@ -188,7 +199,7 @@ def test_header_disagreeing_with_manifest_and_missing_manifest(packed_copy, tmp_
         PackedDataset.open(packed_copy, "test")
 
 
-def test_pipeline_is_incremental_and_guards_its_outputs(tmp_path) -> None:
+def test_pipeline_is_incremental_and_keeps_other_settings_side_by_side(tmp_path) -> None:
     cfg = tiny_config(tmp_path / "data", sources=[{"type": "builtin", "max_bytes": 30_000}])
     paths = ensure_dataset(cfg)
     stamps = {p: p.stat().st_mtime_ns for p in paths.root.rglob("*") if p.is_file()}
@@ -198,12 +209,44 @@ def test_pipeline_is_incremental_and_guards_its_outputs(tmp_path) -> None:
     bigger = tiny_config(
         tmp_path / "data", sources=[{"type": "builtin", "max_bytes": 30_000}], tokenizer={"vocab_size": 320}
     )
-    with pytest.raises(DataError, match=r"tokenizer\.vocab_size changed"):
-        ensure_dataset(bigger)
+    other = ensure_dataset(bigger)  # another tokenizer: built beside the first, which a run may depend on
+    assert other.tokenizer_dir != paths.tokenizer_dir and other.packed_dir != paths.packed_dir
+    assert other.clean_dir == paths.clean_dir
+    assert PackedDataset.open(other.packed_dir).vocab_size == 320
     assert Tokenizer.load(paths.tokenizer_path).vocab_size == 300
-    ensure_dataset(bigger, force=True)  # the tokenizer and so the shards are rebuilt; the clean text is kept
-    assert PackedDataset.open(paths.packed_dir).vocab_size == 320
-    assert (paths.clean_dir / "train.txt").stat().st_mtime_ns == stamps[paths.clean_dir / "train.txt"]
+    untouched = {p: t for p, t in stamps.items() if p != paths.settings_path}  # the record says 320 now
+    assert {p: p.stat().st_mtime_ns for p in untouched} == untouched  # nothing of the first build changed
+
+
+def test_a_rebuilt_corpus_retrains_and_repacks_what_was_built_on_it(tmp_path) -> None:
+    cfg = tiny_config(tmp_path / "data", sources=[{"type": "builtin", "max_bytes": 30_000}])
+    paths = ensure_dataset(cfg)
+    old = Tokenizer.load(paths.tokenizer_path).fingerprint
+    shorter = tiny_config(tmp_path / "data", sources=[{"type": "builtin", "max_bytes": 20_000}])
+    with pytest.raises(UsageError, match=r"max_bytes changed.*refusing to overwrite"):
+        ensure_dataset(shorter)  # one corpus per root: replacing it takes force
+    ensure_dataset(shorter, force=True)
+    assert Tokenizer.load(paths.tokenizer_path).fingerprint != old  # stale by construction: retrained
+    ds = PackedDataset.open(paths.packed_dir)
+    assert ds.tokenizer_fingerprint == Tokenizer.load(paths.tokenizer_path).fingerprint
+
+
+def test_pack_repacks_damaged_shards_instead_of_calling_them_up_to_date(built, tmp_path) -> None:
+    cfg, paths = built
+    copy = tmp_path / "packed"
+    shutil.copytree(paths.packed_dir, copy)
+    shard = copy / "train-00001.bin"
+    shard.write_bytes(shard.read_bytes()[:-40])
+    messages: list[str] = []
+
+    class Console:
+        def print(self, message, **_):
+            messages.append(message)
+
+    pack_dataset(paths.clean_dir, paths.tokenizer_path, copy, cfg.packing, console=Console())
+    assert any("re-packing" in m and "truncated" in m for m in messages), messages
+    assert not any("up to date" in m for m in messages)
+    assert (copy / "train-00001.bin").read_bytes() == (paths.packed_dir / "train-00001.bin").read_bytes()
 
 
 def test_pack_refuses_foreign_directories_and_checks_the_clean_text(built, tmp_path) -> None:
@@ -211,7 +254,7 @@ def test_pack_refuses_foreign_directories_and_checks_the_clean_text(built, tmp_p
     foreign = tmp_path / "packed"
     foreign.mkdir()
     (foreign / "keep.me").write_text("x")
-    with pytest.raises(DataError, match="not packed shards written by alm"):
+    with pytest.raises(UsageError, match="not packed shards written by alm"):
         pack_dataset(paths.clean_dir, paths.tokenizer_path, foreign, cfg.packing)
     assert (foreign / "keep.me").exists()
     clean = tmp_path / "clean"
@@ -236,7 +279,6 @@ def test_process_pool_packs_identical_shards(built, tmp_path) -> None:
 
 @pytest.fixture(scope="module")
 def both_tokenizers(built, tmp_path_factory) -> list[Tokenizer]:
-    from alm.data.config import TokenizerConfig
     from alm.tokenizer import train_tokenizer
 
     _, paths = built
@@ -295,3 +337,30 @@ def test_encode_documents_puts_eos_after_each_whole_document(built) -> None:
     ids = encode_documents(tok.backend, docs, tok.eos_id)
     expected = [i for d in docs for i in (*tok.encode(d), tok.eos_id)]
     assert ids.tolist() == expected
+
+
+def test_a_long_document_spreads_over_bounded_batches_with_the_same_ids(built) -> None:
+    """A 50 MB line used to be one encode call (gigabytes of encodings); now no batch is much over its size."""
+    _, paths = built
+    tok = Tokenizer.load(paths.tokenizer_path)
+    docs = ["short one", "long line of words " * 30_000, "end"]  # 570 kB without a newline
+    batches = list(batch_pieces(docs, batch_chars=1_000))
+    assert len(batches) >= 9 and max(sum(map(len, p)) for p, _ in batches) <= 1_000 + MAX_PIECE_CHARS
+    assert sum(sum(ends) for _, ends in batches) == len(docs)  # one end flag per document
+    ids = np.concatenate([encode_batch(tok.backend, b, tok.eos_id) for b in batches])
+    assert ids.tolist() == [i for d in docs for i in (*tok.encode(d), tok.eos_id)]
+
+
+def test_out_of_range_ids_are_caught_when_written_verified_or_loaded(packed_copy) -> None:
+    with pytest.raises(DataError, match="outside the 300-token vocabulary"):
+        ShardWriter(packed_copy, "x", 1024, vocab_size=300).write(np.array([1, 2, 300], dtype=np.uint32))
+    shard = packed_copy / "val-00000.bin"
+    data = bytearray(shard.read_bytes())
+    data[HEADER_BYTES : HEADER_BYTES + 4] = (70_000).to_bytes(4, "little")
+    shard.write_bytes(bytes(data))
+    ds = PackedDataset.open(packed_copy, "val")  # headers and sizes agree: the cheap checks pass
+    with pytest.raises(DataError, match="token id 70000, outside its 300-token vocabulary") as info:
+        next(iter_eval_batches(ds, batch_size=2, seq_len=16))  # not an IndexError deep in the model
+    assert "--verify" in str(info.value)
+    with pytest.raises(DataError, match="sha256 does not match"):
+        verify_split(packed_copy, read_manifest(packed_copy), "val")

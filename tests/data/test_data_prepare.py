@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import pytest
 from data_helpers import local_config
@@ -39,6 +40,16 @@ def test_document_file_is_lossless(tmp_path) -> None:
         list(iter_documents(tmp_path / "cut.txt"))
 
 
+@pytest.mark.parametrize("offset", [-2, -1, 0, 1])
+def test_document_separator_across_a_read_chunk_boundary(tmp_path, offset) -> None:
+    chunk = 1 << 20  # the reader's chunk, in characters
+    docs = ["a" * (chunk - 1 + offset), "b" * (2 * chunk + 5), "c"]
+    with DocumentWriter(tmp_path / "d.txt") as writer:
+        for doc in docs:
+            writer.write(doc)
+    assert list(iter_documents(tmp_path / "d.txt")) == docs
+
+
 def write_corpus(directory, n: int = 200) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     text = "".join(f"Speaker {i}:\nline {i} of the play, café.\r\n\n" for i in range(n))
@@ -66,11 +77,11 @@ def test_prepare_cleans_dedups_splits_and_records_stats(tmp_path) -> None:
     assert stats["source"].startswith("local:")
 
 
-def test_split_is_a_stable_function_of_the_text(tmp_path) -> None:
+def test_hash_split_is_a_stable_function_of_the_text(tmp_path) -> None:
     write_corpus(tmp_path / "src", n=100)
-    a = prepare_corpus(local_config(tmp_path / "a", [str(tmp_path / "src")]), tmp_path / "a")
+    a = prepare_corpus(local_config(tmp_path / "a", [str(tmp_path / "src")], split="hash"), tmp_path / "a")
     write_corpus(tmp_path / "src", n=150)  # more documents: the first 100 keep their side
-    prepare_corpus(local_config(tmp_path / "b", [str(tmp_path / "src")]), tmp_path / "b")
+    prepare_corpus(local_config(tmp_path / "b", [str(tmp_path / "src")], split="hash"), tmp_path / "b")
     val_a, val_b = (
         set(iter_documents(tmp_path / "a" / "val.txt")),
         set(iter_documents(tmp_path / "b" / "val.txt")),
@@ -78,10 +89,11 @@ def test_split_is_a_stable_function_of_the_text(tmp_path) -> None:
     assert a["splits"]["val"]["documents"] > 0 and val_a <= val_b
 
 
-def test_val_is_never_empty_with_two_documents(tmp_path) -> None:
+@pytest.mark.parametrize("split", ["tail", "blocks", "hash"])
+def test_val_is_never_empty_with_two_documents(tmp_path, split) -> None:
     (tmp_path / "two.txt").write_text("first document\n\nsecond document\n")
     for fraction in (0.001, 0.999):
-        cfg = local_config(tmp_path / "d", [str(tmp_path / "two.txt")], val_fraction=fraction)
+        cfg = local_config(tmp_path / "d", [str(tmp_path / "two.txt")], val_fraction=fraction, split=split)
         stats = prepare_corpus(cfg, tmp_path / f"out-{fraction}")
         assert stats["splits"]["train"]["documents"] == 1 and stats["splits"]["val"]["documents"] == 1
         out = tmp_path / f"out-{fraction}"
@@ -95,14 +107,15 @@ def test_val_is_never_empty_with_two_documents(tmp_path) -> None:
 def test_min_chars_and_empty_corpus(tmp_path) -> None:
     (tmp_path / "short.txt").write_text("hi\n\nyo\n\n \x07 \n")
     cfg = local_config(tmp_path / "d", [str(tmp_path / "short.txt")], cleaning={"min_chars": 5})
-    with pytest.raises(DataError, match=r"no documents left.*1 empty, 2 shorter than min_chars") as info:
+    with pytest.raises(UsageError, match=r"no documents left.*1 empty, 2 shorter than min_chars") as info:
         prepare_corpus(cfg, tmp_path / "out")
-    assert info.value.exit_code == 1
+    assert info.value.exit_code == 2  # the sources named by the user hold nothing usable: like a missing file
     (tmp_path / "one.txt").write_text("just one document\n")
-    with pytest.raises(DataError, match="only one document"):
+    with pytest.raises(UsageError, match="only one document") as info:
         prepare_corpus(local_config(tmp_path / "d", [str(tmp_path / "one.txt")]), tmp_path / "out")
+    assert info.value.exit_code == 2 and "boundary: line" in str(info.value)  # blank_line is the default
     (tmp_path / "empty.txt").write_text("")
-    with pytest.raises(DataError, match="no documents left"):
+    with pytest.raises(UsageError, match="no documents left"):
         prepare_corpus(local_config(tmp_path / "d", [str(tmp_path / "empty.txt")]), tmp_path / "out")
     with pytest.raises(UsageError, match="not found"):
         prepare_corpus(local_config(tmp_path / "d", [str(tmp_path / "missing.txt")]), tmp_path / "out")
@@ -110,7 +123,7 @@ def test_min_chars_and_empty_corpus(tmp_path) -> None:
 
 def test_only_binary_files_is_an_empty_corpus_that_names_the_skips(tmp_path) -> None:
     (tmp_path / "a.bin").write_bytes(bytes(range(256)) * 4)
-    with pytest.raises(DataError, match="1 files skipped"):
+    with pytest.raises(UsageError, match="1 files skipped"):
         prepare_corpus(local_config(tmp_path / "d", [str(tmp_path / "a.bin")]), tmp_path / "out")
 
 
@@ -122,16 +135,16 @@ def test_refuses_to_overwrite_different_data_unless_forced(tmp_path) -> None:
     before = (out / "train.txt").read_bytes()
     assert prepare_corpus(cfg, out)["signature"] == first["signature"]  # up to date: kept
     changed = local_config(tmp_path, [str(tmp_path / "src")], boundary="line")
-    with pytest.raises(DataError, match=r"sources\[0\]\.boundary changed.*refusing to overwrite") as info:
+    with pytest.raises(UsageError, match=r"sources\[0\]\.boundary changed.*refusing to overwrite") as info:
         prepare_corpus(changed, out)
-    assert "--force" in str(info.value)
+    assert "--force" in str(info.value) and info.value.exit_code == 2
     assert (out / "train.txt").read_bytes() == before  # nothing lost
     assert prepare_corpus(changed, out, force=True)["signature"] != first["signature"]
 
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(DataError, match="not clean text written by alm"):
+    with pytest.raises(UsageError, match="not clean text written by alm"):
         prepare_corpus(cfg, foreign)
     assert (foreign / "notes.txt").read_text() == "mine"
 
@@ -145,3 +158,22 @@ def test_a_failure_midway_keeps_the_previous_output(tmp_path) -> None:
     with pytest.raises(DataError, match="invalid UTF-8"):
         prepare_corpus(local_config(tmp_path, [str(tmp_path / "src")]), out, force=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_source_copied_again_with_the_same_content_is_still_up_to_date(tmp_path) -> None:
+    """Staleness is decided by content (sha256), not mtimes: `cp` of the same file must not block a resume."""
+    write_corpus(tmp_path / "src")
+    out = tmp_path / "clean"
+    cfg = local_config(tmp_path, [str(tmp_path / "src")])
+    first = prepare_corpus(cfg, out)
+    play = tmp_path / "src" / "play.txt"
+    play.write_bytes(play.read_bytes())  # same bytes, new mtime
+    os.utime(play, ns=(play.stat().st_atime_ns, play.stat().st_mtime_ns + 10**9))
+    before = (out / "train.txt").stat().st_mtime_ns
+    again = prepare_corpus(cfg, out)
+    assert again["signature"] == first["signature"] and (out / "train.txt").stat().st_mtime_ns == before
+    assert again["file_hashes"][str(play)][1] == play.stat().st_mtime_ns  # digest cached under the new mtime
+    play.write_text(play.read_text() + "A new speaker:\nwith new words.\n")
+    with pytest.raises(UsageError, match=r"source_state.*changed.*refusing") as info:
+        prepare_corpus(cfg, out)
+    assert "alm data prepare --force" in str(info.value)

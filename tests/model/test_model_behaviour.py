@@ -11,6 +11,7 @@ from model_testing import VARIANTS, tiny_config, tiny_model
 from alm.model import Transformer
 from alm.model.ffn import DualFFN, SwiGLU
 from alm.model.info import count_params, model_summary
+from alm.model.init import is_residual_projection
 
 
 @pytest.mark.parametrize("tied", [True, False])
@@ -32,9 +33,8 @@ def test_loss_ignores_minus_100_targets_and_excludes_aux(make_model) -> None:
     out = model(idx, targets)
     masked = targets.clone()
     masked[:, 5:] = -100
-    expected = torch.nn.functional.cross_entropy(
-        out.logits[:, :5].reshape(-1, 61), targets[:, :5].reshape(-1)
-    )
+    logits = model.head(out.hidden)  # a training forward fuses the head into the loss: logits on request
+    expected = torch.nn.functional.cross_entropy(logits[:, :5].reshape(-1, 61), targets[:, :5].reshape(-1))
     torch.testing.assert_close(model(idx, masked).loss, expected)
     assert out.aux_loss.ndim == 0 and out.aux_loss.item() > 0
     plain = make_model()(idx, targets)
@@ -94,7 +94,7 @@ def test_a_one_hot_router_makes_the_dual_ffn_exactly_that_swiglu(expert: str) ->
     single.load_state_dict(chosen.state_dict())
     x = torch.randn(3, 9, cfg.d_model)
     y, stats = dual(x)
-    torch.testing.assert_close(y, single(x), atol=0, rtol=0)
+    torch.testing.assert_close(y, single.mlp(x), atol=0, rtol=0)
     assert stats.frac_large.item() == (1.0 if expert == "large" else 0.0)
 
 
@@ -111,8 +111,8 @@ def test_capacity_sends_overflow_to_the_small_expert_per_position() -> None:
     assert stats.overflow.item() == pytest.approx(0.75)
     # row 0 wins every position (ties go to the lower row); the rest fall back to the small expert
     p_large = torch.sigmoid(torch.tensor(10.0))
-    torch.testing.assert_close(y[0], dual.large(x[0]) * p_large)
-    torch.testing.assert_close(y[1:], dual.small(x[1:]) * (1 - p_large))
+    torch.testing.assert_close(y[0], dual.large.mlp(x[0]) * p_large)
+    torch.testing.assert_close(y[1:], dual.small.mlp(x[1:]) * (1 - p_large))
 
 
 def test_residual_projections_are_scaled_by_depth(make_model) -> None:
@@ -150,11 +150,14 @@ def test_bf16_autocast_trains_and_decodes_with_a_cache_of_either_dtype(variant: 
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(idx, idx)
         (out.loss + out.aux_loss).backward()
-        assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
+        assert model.head(out.hidden).dtype == torch.bfloat16 and torch.isfinite(out.loss)
         for cache in (model.new_cache(2, dtype=torch.bfloat16), model.new_cache(2)):
             model(idx[:, :8], cache=cache)
             model(idx[:, 8:11], cache=cache)
             assert model(idx[:, 11:], cache=cache).logits.shape == (2, 1, 61)
+            # batched generation: rows at their own positions
+            rows = model.decode_step(idx[:, 11], torch.tensor([11, 5]), cache, n_keys=12)
+            assert rows.shape == (2, 61) and torch.isfinite(rows).all()
 
 
 @pytest.mark.parametrize("variant", ["rope", "alibi", "dual", "post-norm"])
@@ -171,3 +174,38 @@ def test_a_tiny_model_memorises_a_batch(variant: str) -> None:
         optimizer.zero_grad(set_to_none=True)
         first = first if first is not None else out.loss.item()
     assert out.loss.item() < 0.5 * first, (first, out.loss.item())
+
+
+@pytest.mark.parametrize("variant", ["rope", "gelu-layernorm", "dual"])
+def test_residual_projections_are_marked_by_the_modules_that_build_them(variant: str) -> None:
+    model = tiny_model(**VARIANTS[variant])
+    marked = {name for name, module in model.named_modules() if is_residual_projection(module)}
+    writes_residual = {f"layers.{i}.attn.proj" for i in range(model.config.n_layers)}
+    for i in range(model.config.n_layers):
+        experts = ("small.", "large.") if variant == "dual" else ("",)
+        writes_residual |= {f"layers.{i}.ffn.{expert}down" for expert in experts}
+    assert marked == writes_residual
+
+
+@pytest.mark.parametrize("variant", ["rope", "gelu-layernorm", "dual"])
+def test_every_ffn_returns_its_output_and_its_aux(variant: str) -> None:
+    model = tiny_model(**VARIANTS[variant])
+    block = model.layers[0]
+    assert not hasattr(block, "routed")  # the block does not need to know which FFN it holds
+    y, aux = block.ffn(torch.randn(2, 3, model.config.d_model))
+    assert y.shape == (2, 3, model.config.d_model)
+    assert (aux is not None) == (variant == "dual")
+
+
+@torch.no_grad()
+def test_in_eval_mode_the_capacity_limit_never_couples_the_rows_of_a_batch() -> None:
+    # Sampling batches unrelated sequences: a row's output must not depend on what else is in the batch.
+    model = tiny_model(**VARIANTS["dual-capacity"])
+    for layer in model.layers:
+        layer.ffn.router.bias.copy_(torch.tensor([-5.0, 5.0]))  # every token wants the large expert
+    idx = torch.randint(0, 61, (4, 9), generator=torch.Generator().manual_seed(0))
+    batched = model(idx).logits
+    for row in range(4):
+        torch.testing.assert_close(batched[row], model(idx[row : row + 1]).logits[0], atol=1e-5, rtol=0)
+    model.train()  # training keeps the limit: rows over capacity fall back to the small expert
+    assert model(idx).router_stats["overflow"].min() > 0

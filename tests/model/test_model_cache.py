@@ -84,3 +84,37 @@ def test_context_and_cache_limits_are_clear_usage_errors(make_model) -> None:
         model(torch.zeros(2, 3, dtype=torch.long), cache=small)
     with pytest.raises(UsageError, match="max_len=64"):
         model.new_cache(1, max_len=64)
+
+
+@pytest.mark.parametrize("variant", CACHE_VARIANTS)
+@torch.no_grad()
+def test_a_decode_step_of_rows_at_their_own_positions_equals_each_full_forward(
+    make_model, variant: str
+) -> None:
+    """Batched generation: each row of the cache holds a sequence of its own length, and one decode step
+    advances all of them; every row's logits are those of its own full forward (rows never interact)."""
+    model = make_model(**VARIANTS[variant])
+    g = torch.Generator().manual_seed(5)
+    lengths = [7, 1, 19, 12]
+    sequences = [torch.randint(0, model.config.vocab_size, (n + 1,), generator=g) for n in lengths]
+    cache = model.new_cache(len(sequences))
+    for row, seq in enumerate(sequences):  # prefill each row alone, in place
+        model(seq[None, :-1], cache=cache.row(row))
+    tokens = torch.stack([seq[-1] for seq in sequences])
+    positions = torch.tensor(lengths)
+    logits = model.decode_step(tokens, positions, cache, n_keys=max(lengths) + 5)  # a few stale keys too
+    for row, seq in enumerate(sequences):
+        torch.testing.assert_close(logits[row], model(seq[None]).logits[0, -1], atol=1e-5, rtol=0)
+    assert cache.keys[0][2, :, 19].abs().sum() > 0  # row 2 wrote its new key at its own position
+
+
+@torch.no_grad()
+def test_a_cache_row_is_a_view_that_prefills_in_place(make_model) -> None:
+    model = make_model()
+    cache = model.new_cache(3, max_len=16)
+    row = cache.row(1)
+    assert row.batch_size == 1 and row.length == 0 and row.max_len == 16
+    model(torch.randint(0, 61, (1, 5)), cache=row)
+    assert row.length == 5
+    written = cache.keys[0][:, :, :5].abs().sum(dim=(1, 2, 3))
+    assert written[1] > 0 and written[0] == 0 and written[2] == 0

@@ -10,7 +10,7 @@ from alm.config import from_dict, load
 from alm.errors import ConfigError, UsageError
 from alm.model import ModelConfig, Transformer
 from alm.model.info import count_params
-from alm.model.presets import PRESET_DIR, available_presets, load_model_config, preset_path, reference_vocab
+from alm.model.presets import available_presets, load_model_config, preset_path, reference_vocab
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,12 +70,6 @@ def test_presets_exist_load_and_have_the_advertised_sizes() -> None:
     assert (small.n_layers, small.d_model, small.max_seq_len) == (12, 768, 1024)
 
 
-def test_repo_configs_model_is_the_packaged_preset_folder() -> None:
-    repo_presets = REPO / "configs" / "model"
-    assert repo_presets.resolve() == PRESET_DIR.resolve()
-    assert (repo_presets / "pico.yaml").read_text() == preset_path("pico").read_text()
-
-
 def test_unknown_preset_lists_the_available_ones() -> None:
     with pytest.raises(UsageError, match="available: micro, nano, pico, small"):
         load_model_config("huge")
@@ -89,7 +83,10 @@ def test_overrides_accept_the_model_prefix_and_files_work(tmp_path: Path) -> Non
     custom = tmp_path / "mine.yaml"
     custom.write_text("vocab_size: 512\nd_model: 64\nn_heads: 2\nn_layers: 1\n")
     assert load_model_config(custom).d_model == 64
-    assert load(ModelConfig, custom, ["model.n_layers=3"], prefix="model.").n_layers == 3
+    assert load(ModelConfig, custom, ["model.n_layers=3"], section="model").n_layers == 3
     with pytest.raises(ConfigError) as info:
         load_model_config(custom, ["n_heads=3"])
-    assert info.value.key == "n_heads" and "mine.yaml" in str(info.value)
+    assert info.value.key == "model.n_heads" and "--set" in str(info.value)  # the --set key, blamed on --set
+    with pytest.raises(ConfigError) as info:
+        load_model_config(custom, ["train.lr=1"])  # another section's key: an error, never skipped
+    assert info.value.key == "train.lr"

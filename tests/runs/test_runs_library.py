@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from alm.errors import UsageError
-from alm.runs import compare_runs, ema, list_runs, plot_runs, read_events, resolve_run_dir, run_status
+from alm.events import read_events, read_records
+from alm.runs import compare_runs, ema, list_runs, plot_runs, resolve_run_dir, run_status
 
 
 def _write_run(
@@ -50,7 +51,8 @@ def test_read_events_skips_torn_and_malformed_lines(tmp_path: Path) -> None:
         '{"schema":1,"type":"start","time":1}\nnot json\n[1,2]\n{"no_type":1}\n'
         '{"schema":1,"type":"future_kind","time":2}\n{"schema":1,"type":"st'
     )
-    assert [e["type"] for e in read_events(path)] == ["start", "future_kind"]
+    assert [e["type"] for e in read_records(path)] == ["start", "future_kind"]
+    assert [e.type for e in read_events(path)] == ["start", "future_kind"]  # unknown types: for folds to skip
     assert read_events(tmp_path / "missing.jsonl") == []
 
 
@@ -91,10 +93,15 @@ def test_list_runs_summaries_newest_first(tmp_path: Path) -> None:
     (tmp_path / "not-a-run").mkdir()
     runs = list_runs(tmp_path)
     assert [r.name for r in runs] == ["new", "old"]
-    new = runs[0]
-    assert (new.step, new.total_steps, new.tokens, new.loss) == (20, 100, 1280, 2.0)
-    assert (new.best_val_loss, new.val_bpb, new.params) == (2.5, 3.0, 1234)  # bpb at the best eval
-    assert new.status == "failed" and new.progress == 0.2
+    new, summary = runs[0], runs[0].summary
+    loss = summary.last_step.loss if summary.last_step else None
+    assert (summary.step, summary.total_steps, summary.tokens, loss) == (20, 100, 1280, 2.0)
+    assert (summary.best_val_loss, summary.best_val_bpb, summary.params) == (
+        2.5,
+        3.0,
+        1234,
+    )  # bpb at the best
+    assert new.status == "failed" and summary.progress == 0.2
     assert list_runs(tmp_path / "absent") == []
 
 
@@ -106,7 +113,7 @@ def test_compare_uses_median_throughput_and_plots(tmp_path: Path) -> None:
         [START, *_steps(3.1, 2.9), {"type": "eval", "step": 20, "val_loss": 2.8, "best_val_loss": 2.8}],
     )
     rows = compare_runs([a, b])
-    assert rows[0].tok_per_s == 2000.0 and rows[1].best_val_loss == 2.8
+    assert rows[0].tok_per_s == 2000.0 and rows[1].summary.best_val_loss == 2.8
     png = plot_runs([a, b], tmp_path / "out" / "cmp.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -121,3 +128,27 @@ def test_resolve_run_dir_suggests_close_names(tmp_path: Path) -> None:
     assert resolve_run_dir(tmp_path / "shakespeare-micro", tmp_path / "elsewhere").name == "shakespeare-micro"
     with pytest.raises(UsageError, match="did you mean shakespeare-micro"):
         resolve_run_dir("shakespeare-mikro", tmp_path)
+
+
+def test_list_never_mixes_a_stop_step_with_older_figures(tmp_path: Path) -> None:
+    """A run (from an older alm) stopped at step 25 with its last step event at 20: the row shows step 20 with
+    step 20's tokens and loss, not step 25 with step 20's figures."""
+    stop = {"type": "stop", "step": 25, "reason": "interrupted", "resume_command": "alm resume x"}
+    _write_run(tmp_path, "x", [START, *_steps(3.0, 2.0), stop])
+    summary = list_runs(tmp_path)[0].summary
+    assert summary.last_step is not None
+    assert (summary.step, summary.tokens, summary.last_step.loss) == (20, 1280, 2.0)
+    assert summary.stop is not None and summary.stop.step == 25
+
+
+def test_runs_list_cli_shows_coherent_rows(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from alm.cli.app import app
+
+    stop = {"type": "stop", "step": 25, "reason": "interrupted", "resume_command": "alm resume x"}
+    _write_run(tmp_path, "x", [START, *_steps(3.0, 2.0), stop])
+    result = CliRunner().invoke(app, ["runs", "list", "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "20/100" in result.output and "25/100" not in result.output and "1.28k" in result.output
+    assert "2.0000" in result.output and "interrupted" in result.output

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import lzma
-from importlib.resources import files
-
 import pytest
-from sample_helpers import PARROT_CONTINUATION, PARROT_PROMPT, memorize, single_thread, tiny_model
+from sample_helpers import PARROT_CONTINUATION, PARROT_PROMPT, memorize, tiny_model
 
 from alm.data.config import DataConfig, SourceConfig, TokenizerConfig
 from alm.data.pipeline import DataPaths, ensure_dataset
 from alm.tokenizer import Tokenizer
+from testkit.corpus import shipped_text
+from testkit.threads import one_thread
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    with single_thread():
-        yield
+__all__ = ["one_thread"]  # applied to every module here
 
 
 # A few KB of the shipped corpus is plenty for a 300-token BPE and keeps the data fixture well under a second.
@@ -25,23 +20,26 @@ CORPUS_CHARS = 20_000
 
 @pytest.fixture(scope="session")
 def corpus_text() -> str:
-    path = files("alm") / "resources" / "corpora" / "tinyshakespeare.txt.xz"
-    with lzma.open(str(path), "rt", encoding="utf-8") as fh:
-        return fh.read(CORPUS_CHARS)
+    return shipped_text(CORPUS_CHARS)
 
 
 @pytest.fixture(scope="session")
-def dataset(corpus_text, tmp_path_factory) -> DataPaths:
-    """Clean text, a 300-token BPE and packed shards, built by the real data pipeline from a local file."""
+def data_config(corpus_text, tmp_path_factory) -> DataConfig:
+    """A local file of the corpus, and a 300-token BPE."""
     root = tmp_path_factory.mktemp("data")
     source = root / "corpus.txt"
     source.write_text(corpus_text, encoding="utf-8")
-    cfg = DataConfig(
+    return DataConfig(
         sources=[SourceConfig(type="local", paths=[str(source)])],
         root=root / "data",
         tokenizer=TokenizerConfig(vocab_size=300),
     )
-    return ensure_dataset(cfg)
+
+
+@pytest.fixture(scope="session")
+def dataset(data_config) -> DataPaths:
+    """Clean text, the BPE and packed shards, built by the real data pipeline."""
+    return ensure_dataset(data_config)
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,9 @@ def test_bench_cli_runs_on_a_model_file(tmp_path):
     model_file = tmp_path / "tiny.yaml"
     model_file.write_text(yaml.safe_dump({"d_model": 32, "n_layers": 1, "n_heads": 2, "max_seq_len": 16}))
     args = ["bench", "sample", "--model", str(model_file), "--vocab-size", "64", "--new-tokens", "6"]
-    result = CliRunner().invoke(app, [*args, "--repeats", "1", "--no-peer", "--device", "cpu", "--json"])
+    result = CliRunner().invoke(
+        app, [*args, "--repeats", "1", "--no-peer", "--no-compile", "--device", "cpu", "--json"]
+    )
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["new_tokens"] == 6 and record["recompute_agree_tokens"] == 6 and record["vs_hf"] is None

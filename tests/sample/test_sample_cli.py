@@ -21,11 +21,11 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def run_dir(tmp_path, monkeypatch, parrot, tokenizer, dataset):
+def run_dir(tmp_path, monkeypatch, parrot, tokenizer, dataset, data_config):
     """runs/parrot in a fresh working directory, its data config pointing at the packed test data."""
     monkeypatch.chdir(tmp_path)
     model, _ = parrot
-    save_run(tmp_path / "runs" / "parrot", model, tokenizer, data_root=dataset.root)
+    save_run(tmp_path / "runs" / "parrot", model, tokenizer, data=data_config)
     return tmp_path / "runs" / "parrot"
 
 
@@ -186,3 +186,42 @@ def test_interactive_session_on_a_real_terminal(run_dir, parrot):
             proc.kill()
             proc.wait()
         os.close(master)
+
+
+def test_a_prompt_that_is_not_utf8_is_a_usage_error_not_a_traceback(run_dir):
+    result = sample("--prompt", "caf\udce9")  # how Python hands over argv's bytes b"caf\xe9"
+    assert result.exit_code == 2, result.output
+    assert "--prompt is not valid UTF-8 text: byte 0xe9" in result.stderr and "Traceback" not in result.output
+    lone_surrogate = "\ud83d".encode("utf-8", "surrogatepass")  # what a lone surrogate looks like on stdin
+    result = sample("--prompt", "-", input=b"caf" + lone_surrogate)
+    assert result.exit_code == 2, result.output
+    assert "--prompt -: stdin is not valid UTF-8 (byte 0xed at offset 3)" in result.stderr
+
+
+def test_num_samples_are_decoded_together_and_printed_in_order(run_dir, parrot):
+    _, n_new = parrot
+    result = sample("--prompt", PARROT_PROMPT, "--greedy", "-n", str(n_new), "--num-samples", "3")
+    assert result.exit_code == 0, result.output
+    # Piped (not a terminal), each sample is headed by a separator line on stdout too.
+    assert result.stdout == "".join(f"--- sample {i}/3 ---\n{PARROT_CONTINUATION}\n" for i in (1, 2, 3))
+    assert [f"sample {i}/3" in result.stderr for i in (1, 2, 3)] == [True] * 3
+    assert result.stderr.count(f"{n_new} tokens") == 3
+
+
+@pytest.mark.slow
+def test_undecodable_argv_bytes_exit_2_from_a_real_process(run_dir):
+    cmd = [
+        sys.executable.encode(),
+        b"-m",
+        b"alm",
+        b"sample",
+        b"parrot",
+        b"--prompt",
+        b"caf\xe9",
+        b"--device",
+        b"cpu",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LANG": "C.UTF-8"}
+    proc = subprocess.run(cmd, capture_output=True, cwd=run_dir.parent.parent, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert b"byte 0xe9" in proc.stderr and b"Traceback" not in proc.stderr

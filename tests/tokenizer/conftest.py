@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import lzma
-from importlib.resources import files
-
 import pytest
 
-from alm.data.config import TokenizerConfig
-from alm.tokenizer import Tokenizer, train_tokenizer
+from alm.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
+from testkit.corpus import shipped_text
 
 
 def shakespeare_documents(max_chars: int = 60_000) -> list[str]:
-    with lzma.open(
-        files("alm") / "resources" / "corpora" / "tinyshakespeare.txt.xz", "rt", encoding="utf-8"
-    ) as f:
-        text = f.read(max_chars)
-    return [d for d in text.split("\n\n") if d.strip()]
+    return [d for d in shipped_text(max_chars).split("\n\n") if d.strip()]
 
 
 @pytest.fixture(scope="session")

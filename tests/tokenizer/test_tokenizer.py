@@ -8,9 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alm.data.config import SPECIAL_TOKENS, TokenizerConfig
-from alm.errors import DataError
-from alm.tokenizer import Tokenizer, train_tokenizer
+from alm.errors import ConfigError, DataError
+from alm.tokenizer import MIN_VOCAB_SIZE, Tokenizer, TokenizerConfig, train_tokenizer
+from alm.tokenizer.pieces import MAX_PIECE_CHARS, bounded_pieces
+from alm.tokenizer.special import CHAT_TOKENS, DOCUMENT_TOKENS, RESERVED_TOKENS, USER
 from alm.tokenizer.tokenizer import META_FILE, TOKENIZER_FILE
 
 TRICKY = [
@@ -42,10 +43,47 @@ def test_round_trip_property(trained: Tokenizer, text: str) -> None:
 
 def test_special_tokens_have_fixed_ids_and_are_not_injectable(trained: Tokenizer) -> None:
     assert (trained.bos_id, trained.eos_id, trained.pad_id) == (0, 1, 2)
-    assert [trained.token_to_id(t) for t in SPECIAL_TOKENS] == [0, 1, 2]
+    assert [trained.token_to_id(t) for t in DOCUMENT_TOKENS] == [0, 1, 2]
     ids = trained.encode("a <|eos|> b")
     assert trained.eos_id not in ids  # text never becomes a control token
     assert trained.decode([trained.eos_id]) == "<|eos|>"
+
+
+def test_chat_tokens_are_reserved_at_ids_3_to_6(trained: Tokenizer) -> None:
+    assert [trained.token_id(t) for t in RESERVED_TOKENS] == list(range(7))
+    assert [trained.token_id(t) for t in CHAT_TOKENS] == [3, 4, 5, 6]
+    assert trained.token_id("the") is None  # a learned piece is not a special token
+    ids = trained.encode(f"{USER} hello")
+    assert not set(ids) & set(range(7))  # chat markup in text stays text
+    assert trained.decode([4]) == USER and trained.token_bytes(4) == USER.encode()
+    meta = json.loads(trained.path.with_name(META_FILE).read_text())
+    assert meta["special_tokens"] == {tok: i for i, tok in enumerate(RESERVED_TOKENS)}
+    assert MIN_VOCAB_SIZE == 256 + 7 + 1
+    with pytest.raises(ConfigError, match="at least 264"):
+        TokenizerConfig(vocab_size=263).validate()
+
+
+def test_a_tokenizer_trained_before_the_chat_tokens_still_works(tmp_path, documents) -> None:
+    """Tokenizers alm trained before ids 3-6 were reserved have bos/eos/pad only: they load and round-trip."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    backend = HFTokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=list(DOCUMENT_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(documents, trainer=trainer)
+    backend.save(str(tmp_path / TOKENIZER_FILE))
+    old = Tokenizer.load(tmp_path)
+    assert (old.bos_id, old.eos_id, old.pad_id) == (0, 1, 2)
+    assert [old.token_id(t) for t in CHAT_TOKENS] == [None] * 4
+    text = "ROMEO: café <|user|> 😀"
+    assert old.decode(old.encode(text)) == text
 
 
 def test_encode_batch_matches_encode(trained: Tokenizer, documents: list[str]) -> None:
@@ -87,23 +125,6 @@ def test_loadable_by_transformers(trained: Tokenizer) -> None:
     assert hf.eos_token_id == trained.eos_id
 
 
-def test_up_to_date_tokenizer_is_reused_and_changes_are_refused(tmp_path, documents) -> None:
-    cfg = TokenizerConfig(type="bpe", vocab_size=300)
-    first = train_tokenizer(documents, tmp_path, cfg, corpus_sha256="a")
-    mtime = first.path.stat().st_mtime_ns
-    again = train_tokenizer(iter(()), tmp_path, cfg, corpus_sha256="a")  # not retrained: nothing is read
-    assert again.fingerprint == first.fingerprint and first.path.stat().st_mtime_ns == mtime
-    with pytest.raises(DataError, match="vocab_size changed"):
-        train_tokenizer(documents, tmp_path, TokenizerConfig(vocab_size=310), corpus_sha256="a")
-    with pytest.raises(DataError, match="corpus_sha256 changed"):
-        train_tokenizer(documents, tmp_path, cfg, corpus_sha256="b")
-    assert Tokenizer.load(tmp_path).fingerprint == first.fingerprint  # refused: nothing lost
-    forced = train_tokenizer(
-        documents, tmp_path, TokenizerConfig(vocab_size=310), corpus_sha256="a", force=True
-    )
-    assert forced.vocab_size == 310
-
-
 def test_sample_caps_bound_the_training_text(tmp_path, documents) -> None:
     cfg = TokenizerConfig(vocab_size=300, max_bytes=5_000, max_lines=10_000)
     meta = json.loads(
@@ -125,6 +146,24 @@ def test_one_huge_document_is_cut_to_the_cap(tmp_path) -> None:
     cfg = TokenizerConfig(vocab_size=300, max_bytes=2_000)
     tok = train_tokenizer(["word " * 10_000], tmp_path, cfg, corpus_sha256="x")
     assert json.loads(tok.path.with_name(META_FILE).read_text())["sample"]["bytes"] <= 2_000
+
+
+def test_long_lines_reach_the_trainer_in_bounded_pieces(tmp_path) -> None:
+    """A line far longer than a piece is cut (at spaces, or hard inside one enormous word) before training,
+    so the trainer's memory does not grow with the longest line; all of its text is still learned from."""
+    line = "many words without a newline " * 10_000 + "x" * (3 * MAX_PIECE_CHARS)
+    pieces = list(bounded_pieces(line))
+    assert "".join(pieces) == line and len(pieces) > 5
+    assert max(map(len, pieces)) <= MAX_PIECE_CHARS
+    progress: list[int] = []
+    cfg = TokenizerConfig(vocab_size=300, max_bytes=None)
+    tok = train_tokenizer([line], tmp_path, cfg, corpus_sha256="x", progress=progress.append)
+    assert progress == [len(line)] and tok.token_id(USER) == 4
+    assert json.loads(tok.path.with_name(META_FILE).read_text())["sample"] == {
+        "documents": 1,
+        "bytes": len(line),
+        "lines": 1,
+    }
 
 
 def test_no_text_is_an_error(tmp_path) -> None:

@@ -14,8 +14,8 @@ import torch
 
 from alm.errors import DataError, UsageError
 from alm.fileio import atomic_link, remove_stale_temp_files
+from alm.rundir import RunDir
 from alm.train.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint, resolve_checkpoint
-from alm.train.rundir import RunDir
 
 
 def _ckpt(step: int = 3, **extra) -> dict:

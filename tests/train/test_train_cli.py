@@ -17,9 +17,11 @@ import yaml
 from typer.testing import CliRunner
 
 from alm.cli.app import app
-from alm.runs import read_events, run_status
+from alm.events import EvalEvent, StartEvent, StepEvent, StopEvent, read_events
+from alm.rundir import RunDir
+from alm.runs import run_status
 from alm.train.checkpoint import load_checkpoint
-from alm.train.rundir import RunDir
+from alm.train.step import LossOutput
 
 STEPS = 24
 
@@ -56,20 +58,24 @@ def _alm(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess:
 def _step_losses(run: Path) -> dict[int, tuple[float, float]]:
     """step -> (loss, loss EMA); the EMA is carried through checkpoints, so it must match as well."""
     return {
-        e["step"]: (e["loss"], e["loss_ema"])
+        e.step: (e.loss, e.loss_ema)
         for e in read_events(run / "events.jsonl")
-        if e["type"] == "step"
+        if isinstance(e, StepEvent) and e.step is not None
     }
 
 
-def _eval_losses(run: Path) -> dict[int, float]:
-    return {e["step"]: e["val_loss"] for e in read_events(run / "events.jsonl") if e["type"] == "eval"}
+def _eval_losses(run: Path) -> dict[int, float | None]:
+    return {
+        e.step: e.val_loss
+        for e in read_events(run / "events.jsonl")
+        if isinstance(e, EvalEvent) and e.step is not None
+    }
 
 
 def _wait_for_step(events: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(e["type"] == "step" and e["step"] >= step for e in read_events(events)):
+        if any(isinstance(e, StepEvent) and (e.step or 0) >= step for e in read_events(events)):
             return
         if proc.poll() is not None:
             pytest.fail(
@@ -103,11 +109,11 @@ def test_sigint_then_resume_is_bit_identical(tiny_data, tmp_path: Path) -> None:
     assert reference.returncode == 0, ref_err
     assert "alm sample" in ref_out  # the next commands are printed
     stop = read_events(stopped / "events.jsonl")[-1]
-    assert stop["type"] == "stop" and stop["reason"] == "interrupted"
+    assert isinstance(stop, StopEvent) and stop.reason == "interrupted"
     # runs/ under the working directory is the default root, so the printed command names the run alone
-    assert stop["resume_command"] == "alm resume stopped" and "alm resume stopped" in out
-    interrupted_at = stop["step"]
-    assert 5 <= interrupted_at < STEPS
+    assert stop.resume_command == "alm resume stopped" and "alm resume stopped" in out
+    interrupted_at = stop.step
+    assert interrupted_at is not None and 5 <= interrupted_at < STEPS
     assert load_checkpoint(stopped / "checkpoints" / "last.pt")["step"] == interrupted_at
     assert not (stopped / "train.pid").exists() and run_status(stopped) == "interrupted"
 
@@ -151,7 +157,7 @@ def test_existing_runs_are_never_clobbered(tiny_data, finished_run: Path) -> Non
     )
     assert over.exit_code == 0, over.output
     assert load_checkpoint(finished_run / "checkpoints" / "last.pt")["step"] == 2
-    starts = [e for e in read_events(finished_run / "events.jsonl") if e["type"] == "start"]
+    starts = [e for e in read_events(finished_run / "events.jsonl") if isinstance(e, StartEvent)]
     assert len(starts) == 1  # a fresh events.jsonl
 
 
@@ -192,8 +198,8 @@ def test_resume_with_more_steps_is_recorded(finished_run: Path) -> None:
     assert result.exit_code == 0, result.output
     config = yaml.safe_load((finished_run / "config.yaml").read_text())
     assert config["train"]["steps"] == 6 and config["train"]["log_interval"] == 2
-    start = [e for e in read_events(finished_run / "events.jsonl") if e["type"] == "start"][-1]
-    assert start["resumed_from"] == 4 and start["changes"]["train.steps"] == [4, 6]
+    start = [e for e in read_events(finished_run / "events.jsonl") if isinstance(e, StartEvent)][-1]
+    assert start.resumed_from == 4 and start.changes["train.steps"] == [4, 6]
     assert load_checkpoint(finished_run / "checkpoints" / "last.pt")["step"] == 6
 
 
@@ -203,21 +209,27 @@ def test_bad_config_values_are_clear_errors(tiny_data, tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
     result = CliRunner().invoke(app, [*_train_args(tiny_data, tmp_path / "r"), "--set", "optim.lr=1"])
     assert result.exit_code == 2 and "model, train, data" in result.output
+    # A bad --set value keeps its section in the key and is blamed on --set, not on the model's YAML file.
+    result = CliRunner().invoke(app, [*_train_args(tiny_data, tmp_path / "r"), "--set", "model.n_heads=3"])
+    assert result.exit_code == 2 and "config key 'model.n_heads' (in --set)" in result.output
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_nan_stop_exits_1_and_names_the_last_good_checkpoint(
     tiny_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from alm.train import trainer as trainer_mod
+    from alm.train import objective as objective_mod
 
-    real, calls = trainer_mod.training_loss, {"n": 0}
+    real, calls = objective_mod.lm_loss, {"n": 0}
 
-    def nan_from_step_5(out):
+    def nan_from_step_5(model, batch) -> LossOutput:
         calls["n"] += 1
-        loss, reported = real(out)
-        return (loss * float("nan"), reported * float("nan")) if calls["n"] >= 5 else (loss, reported)
+        out = real(model, batch)
+        if calls["n"] < 5:
+            return out
+        return LossOutput(out.loss * float("nan"), out.reported * float("nan"), out.metrics)
 
-    monkeypatch.setattr(trainer_mod, "training_loss", nan_from_step_5)
+    monkeypatch.setattr(objective_mod, "lm_loss", nan_from_step_5)  # what pretraining's objective trains with
     run = tmp_path / "runs" / "diverged"
     result = CliRunner().invoke(
         app,

@@ -10,8 +10,7 @@ import pytest
 
 from alm.config import from_dict, load
 from alm.errors import ConfigError, UsageError
-from alm.train.config import TrainConfig
-from alm.train.presets import available_presets, load_train_config
+from alm.train.config import PRESETS, TrainConfig
 from alm.train.schedule import LRScheduler, lr_at
 
 
@@ -44,11 +43,15 @@ def test_defaults_are_valid_and_overrides_apply() -> None:
 
 
 def test_presets_ship_and_load() -> None:
-    assert {"micro", "default"} <= set(available_presets())
-    micro = load_train_config("micro", ["steps=70"])
+    assert {"micro", "default"} <= set(PRESETS.names())
+    micro = PRESETS.load("micro", ["steps=70"])
     assert micro.steps == 70
+    assert PRESETS.load("micro", ["train.steps=70"]) == micro  # qualified keys too, resolved the same way
     with pytest.raises(UsageError, match="unknown train preset"):
-        load_train_config("no-such-preset")
+        PRESETS.load("no-such-preset")
+    with pytest.raises(ConfigError) as info:  # a key of another section is an error, never skipped
+        PRESETS.load("micro", ["model.d_model=64"])
+    assert info.value.key == "model.d_model" and info.value.source == "--set"
 
 
 def _cfg(**kw) -> TrainConfig:
@@ -96,6 +99,7 @@ def test_scheduler_sets_every_group_and_round_trips() -> None:
     other = LRScheduler(opt, _cfg())
     other.load_state_dict(sched.state_dict())
     assert other.last_step == 5
+    assert sched.state_dict() == {"last_step": 5}  # the schedule itself is the run's config
 
 
 ABLATIONS = sorted((Path(__file__).resolve().parents[2] / "configs" / "ablations").glob("*.yaml"))

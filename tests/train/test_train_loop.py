@@ -5,51 +5,43 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import pytest
 import torch
 
-from alm.config import from_dict
-from alm.data.pipeline import data_paths
-from alm.model.config import ModelConfig
-from alm.runs import read_events, run_status
-from alm.train import trainer as trainer_mod
+from alm.events import EvalEvent, StepEvent, StopEvent, WarningEvent, read_events
+from alm.runs import run_status
 from alm.train.checkpoint import load_checkpoint
-from alm.train.config import TrainConfig
-from alm.train.rundir import RunDir
-from alm.train.session import RunConfig, finalize
 from alm.train.signals import StopRequest
-from alm.train.trainer import RunPlan, Trainer
+from alm.train.step import LossFn, LossOutput, lm_loss
+from alm.train.trainer import Trainer
+from testkit.tiny_data import tiny_plan as _plan
 
 
-def _plan(tiny, run_dir: Path, **train: object) -> RunPlan:
-    data_cfg = tiny.config()
-    cfg = RunConfig(
-        from_dict(ModelConfig, tiny.model), from_dict(TrainConfig, {**tiny.train, **train}), data_cfg
-    )
-    paths = data_paths(data_cfg)
-    return RunPlan(
-        run=RunDir(run_dir),
-        config=finalize(cfg, 320),
-        tokenizer_path=paths.tokenizer_path,
-        packed_dir=paths.packed_dir,
-        runs_root=run_dir.parent,
-    )
-
-
-def _nan_after(monkeypatch: pytest.MonkeyPatch, good_calls: int, bad_calls: int | None = None) -> None:
-    """Make the loss NaN from micro-batch `good_calls + 1` on (for `bad_calls` micro-batches, or forever)."""
-    real = trainer_mod.training_loss
+def nan_after(good_calls: int, bad_calls: int | None = None) -> LossFn:
+    """The language-model loss, NaN from micro-batch `good_calls + 1` on (for `bad_calls` of them, or forever)."""
     calls = {"n": 0}
 
-    def loss_with_nan(out):
+    def loss_fn(model, batch) -> LossOutput:
         calls["n"] += 1
-        loss, reported = real(out)
+        out = lm_loss(model, batch)
         n = calls["n"]
         if n > good_calls and (bad_calls is None or n <= good_calls + bad_calls):
-            return loss * float("nan"), reported * float("nan")
-        return loss, reported
+            return LossOutput(out.loss * float("nan"), out.reported * float("nan"), out.metrics)
+        return out
 
-    monkeypatch.setattr(trainer_mod, "training_loss", loss_with_nan)
+    return loss_fn
+
+
+def stop_on_call(stop: StopRequest, call: int) -> LossFn:
+    """The language-model loss, asking `stop` to stop during micro-batch number `call` (what Ctrl+C does)."""
+    calls = {"n": 0}
+
+    def loss_fn(model, batch) -> LossOutput:
+        calls["n"] += 1
+        if calls["n"] == call:
+            stop.request()
+        return lm_loss(model, batch)
+
+    return loss_fn
 
 
 def test_a_finished_run_writes_the_run_directory(tiny_data, tmp_path: Path) -> None:
@@ -58,22 +50,23 @@ def test_a_finished_run_writes_the_run_directory(tiny_data, tmp_path: Path) -> N
     assert result.reason == "finished" and result.step == 12
     run = plan.run
     events = read_events(run.events_path)
-    kinds = [e["type"] for e in events]
-    assert kinds[0] == "start" and kinds[-1] == "stop" and events[-1]["reason"] == "finished"
-    steps = [e for e in events if e["type"] == "step"]
-    assert [e["step"] for e in steps] == list(range(1, 13))  # log_interval=1
-    assert steps[-1]["tokens"] == 12 * 4 * 64
-    assert steps[-1]["loss"] < steps[0]["loss"]
-    evals = [e for e in events if e["type"] == "eval"]
-    assert [e["step"] for e in evals] == [6, 12]
-    assert all(e["val_bpb"] > 0 and math.isclose(e["val_ppl"], math.exp(e["val_loss"])) for e in evals)
+    kinds = [e.type for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "stop" and isinstance(events[-1], StopEvent)
+    assert events[-1].reason == "finished"
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert [e.step for e in steps] == list(range(1, 13))  # log_interval=1
+    assert steps[-1].tokens == 12 * 4 * 64
+    assert steps[-1].loss < steps[0].loss
+    evals = [e for e in events if isinstance(e, EvalEvent)]
+    assert [e.step for e in evals] == [6, 12]
+    assert all(e.val_bpb > 0 and math.isclose(e.val_ppl, math.exp(e.val_loss)) for e in evals)
     names = sorted(p.name for p in run.checkpoints_dir.iterdir())
     assert names == ["best.pt", "last.pt", "step-000008.pt", "step-000012.pt"]  # keep_last=2 pruned step 4
     ckpt = load_checkpoint(run.checkpoint("last"))
     assert ckpt["step"] == 12 and ckpt["tokens_seen"] == 12 * 4 * 64
     assert ckpt["config"]["model"]["vocab_size"] == 320 and ckpt["config"]["train"]["seq_len"] == 64
     assert set(ckpt["rng"]) == {"python", "numpy", "torch_cpu", "torch_device"}
-    assert ckpt["metrics"]["best_val_loss"] == evals[-1]["best_val_loss"]
+    assert ckpt["metrics"]["best_val_loss"] == evals[-1].best_val_loss
     assert run.config_path.is_file() and run.tokenizer_path.is_file() and not run.pid_path.exists()
     assert run_status(run.path) == "finished"
 
@@ -90,36 +83,27 @@ def test_load_model_reads_the_run_back(tiny_data, tmp_path: Path) -> None:
     assert config["train"]["steps"] == 2
 
 
-def test_nan_steps_are_skipped_then_the_run_stops(
-    tiny_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_nan_steps_are_skipped_then_the_run_stops(tiny_data, tmp_path: Path) -> None:
     plan = _plan(tiny_data, tmp_path / "runs" / "nan", max_bad_steps=3, eval_interval=0)
-    _nan_after(monkeypatch, good_calls=5)
-    result = Trainer(plan).run()
+    result = Trainer(plan, loss_fn=nan_after(good_calls=5)).run()
     assert result.reason == "nan" and result.step == 8  # steps 6, 7, 8 were bad
     events = read_events(plan.run.events_path)
-    warnings = [e for e in events if e["type"] == "warning"]
-    assert [w["step"] for w in warnings] == [6, 7, 8]
-    assert "update skipped (3/3" in warnings[-1]["message"]
-    assert (
-        events[-1]["type"] == "stop"
-        and events[-1]["reason"] == "nan"
-        and events[-1]["resume_command"] is None
-    )
+    warnings = [e for e in events if isinstance(e, WarningEvent)]
+    assert [w.step for w in warnings] == [6, 7, 8]
+    assert "update skipped (3/3" in warnings[-1].message
+    stop = events[-1]
+    assert isinstance(stop, StopEvent) and stop.reason == "nan" and stop.resume_command is None
     last = load_checkpoint(plan.run.checkpoint("last"))  # the last good checkpoint, intact
     assert last["step"] == 4
     assert all(torch.isfinite(t).all() for t in last["model"].values())
     assert run_status(plan.run.path) == "failed"
 
 
-def test_a_single_bad_step_leaves_weights_untouched(
-    tiny_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_single_bad_step_leaves_weights_untouched(tiny_data, tmp_path: Path) -> None:
     plan = _plan(
         tiny_data, tmp_path / "runs" / "skip", steps=4, eval_interval=0, ckpt_interval=1, keep_last=4
     )
-    _nan_after(monkeypatch, good_calls=2, bad_calls=1)  # step 3 is bad
-    result = Trainer(plan).run()
+    result = Trainer(plan, loss_fn=nan_after(good_calls=2, bad_calls=1)).run()  # step 3 is bad
     assert result.reason == "finished"
     step2 = load_checkpoint(plan.run.checkpoint(2))
     step3 = load_checkpoint(plan.run.checkpoint(3))
@@ -130,24 +114,39 @@ def test_a_single_bad_step_leaves_weights_untouched(
     assert not torch.equal(step3["model"]["tok_emb.weight"], step4["model"]["tok_emb.weight"])
 
 
-def test_a_stop_request_finishes_the_step_and_saves(
-    tiny_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_stop_request_finishes_the_step_and_saves(tiny_data, tmp_path: Path) -> None:
     stop = StopRequest(announce=False)
-    real = trainer_mod.training_loss
-    calls = {"n": 0}
-
-    def request_during_step_3(out):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            stop.request()
-        return real(out)
-
-    monkeypatch.setattr(trainer_mod, "training_loss", request_during_step_3)
     plan = _plan(tiny_data, tmp_path / "runs" / "stopped", grad_accum=2, eval_interval=0)
-    result = Trainer(plan, stop=stop).run()
+    result = Trainer(plan, stop=stop, loss_fn=stop_on_call(stop, 3)).run()
     assert result.reason == "interrupted" and result.step == 2  # step 2 (micro-batches 3 and 4) completed
     assert load_checkpoint(plan.run.checkpoint("last"))["step"] == 2
     stop_event = read_events(plan.run.events_path)[-1]
-    assert stop_event["reason"] == "interrupted" and stop_event["resume_command"] == "alm resume stopped"
+    assert isinstance(stop_event, StopEvent) and stop_event.reason == "interrupted"
+    assert stop_event.resume_command == "alm resume stopped"
     assert run_status(plan.run.path) == "interrupted"
+
+
+def test_a_run_stopped_between_log_steps_reports_where_it_stopped(tiny_data, tmp_path: Path) -> None:
+    """The last step event is the stop's step, so step, tokens and loss shown for the run belong together."""
+    stop = StopRequest(announce=False)
+    plan = _plan(tiny_data, tmp_path / "runs" / "between", log_interval=4, eval_interval=0, ckpt_interval=0)
+    result = Trainer(plan, stop=stop, loss_fn=stop_on_call(stop, 5)).run()
+    assert result.reason == "interrupted" and result.step == 5
+    events = read_events(plan.run.events_path)
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert [e.step for e in steps] == [4, 5]
+    assert steps[-1].tokens == 5 * 4 * 64 and steps[-1].step_time and steps[-1].step_time > 0
+    assert isinstance(events[-1], StopEvent) and events[-1].step == 5
+
+
+def test_the_trainer_takes_any_loss_function(tiny_data, tmp_path: Path) -> None:
+    """The seam for other objectives: the loss function decides what is trained and what is reported."""
+
+    def half_loss(model, batch) -> LossOutput:
+        out = lm_loss(model, batch)
+        return LossOutput(out.loss, out.reported / 2, out.metrics)
+
+    plan = _plan(tiny_data, tmp_path / "runs" / "half", steps=2, eval_interval=0, ckpt_interval=0)
+    Trainer(plan, loss_fn=half_loss).run()
+    first = next(e for e in read_events(plan.run.events_path) if isinstance(e, StepEvent))
+    assert first.loss is not None and first.loss < 0.6 * math.log(320)  # half the ~ln(V) initial loss

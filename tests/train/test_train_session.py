@@ -7,20 +7,25 @@ from pathlib import Path
 import pytest
 import yaml
 
+from alm.config import to_dict
 from alm.errors import ConfigError, UsageError
-from alm.train.rundir import default_run_name, run_path
-from alm.train.session import (
+from alm.model.presets import load_model_config
+from alm.rundir import default_run_name, run_path
+from alm.train.config import PRESETS as TRAIN_PRESETS
+from alm.train.run_config import (
     check_resume_changes,
     config_changes,
     finalize,
     load_data_config,
     load_run_config,
+    run_config_from_dict,
 )
 
 
 def test_defaults_are_the_micro_presets_on_the_builtin_corpus() -> None:
     cfg = load_run_config()
-    assert cfg.preset == "micro" and cfg.model.d_model == 128 and cfg.train.steps > 0
+    assert cfg.model == load_model_config("micro") and cfg.train == TRAIN_PRESETS.load("micro")
+    assert cfg.model.d_model == 128 and cfg.train.steps > 0
     assert cfg.data.sources[0].type == "builtin"
 
 
@@ -37,13 +42,18 @@ def test_data_argument_forms(tmp_path: Path) -> None:
     corpus = tmp_path / "c.yaml"
     corpus.write_text(yaml.safe_dump({"val_fraction": 0.3}))
     assert load_data_config(corpus).val_fraction == 0.3
-    assert load_data_config(tmp_path).root == tmp_path  # a directory: data is built under it
+    with pytest.raises(
+        UsageError, match=r"no corpus\.yaml"
+    ):  # `--data DIR` names data; an empty DIR holds none
+        load_data_config(tmp_path)
     (tmp_path / "corpus.yaml").write_text(yaml.safe_dump({"val_fraction": 0.25}))
     from_dir = load_data_config(tmp_path)
-    assert from_dir.val_fraction == 0.25 and from_dir.root == tmp_path
+    assert from_dir.val_fraction == 0.25 and from_dir.root == tmp_path.resolve()
+    assert load_data_config(tmp_path, ["val_fraction=0.5"]).val_fraction == 0.5
+    assert load_data_config(tmp_path, ["data.val_fraction=0.5"]).val_fraction == 0.5
     with pytest.raises(ConfigError, match="not found"):
         load_data_config(tmp_path / "missing.yaml")
-    with pytest.raises(UsageError, match=r"not a directory or a \.yaml"):
+    with pytest.raises(UsageError, match=r"notes\.txt"):
         load_data_config(tmp_path / "notes.txt")
 
 
@@ -57,8 +67,8 @@ def test_finalize_fills_vocab_and_seq_len() -> None:
 
 
 def test_resume_allows_only_safe_changes() -> None:
-    saved = finalize(load_run_config(), 512).to_dict()
-    more = finalize(load_run_config(overrides=["train.steps=900", "train.eval_interval=7"]), 512).to_dict()
+    saved = to_dict(finalize(load_run_config(), 512))
+    more = to_dict(finalize(load_run_config(overrides=["train.steps=900", "train.eval_interval=7"]), 512))
     before = saved["train"]
     assert check_resume_changes(saved, more, step=100) == {
         "train.eval_interval": (before["eval_interval"], 7),
@@ -66,7 +76,7 @@ def test_resume_allows_only_safe_changes() -> None:
     }
     assert config_changes(saved, saved) == {}
     for change in ("model.d_model=64", "train.lr=0.1", "train.seed=1", "data.val_fraction=0.3"):
-        other = finalize(load_run_config(overrides=[change]), 512).to_dict()
+        other = to_dict(finalize(load_run_config(overrides=[change]), 512))
         with pytest.raises(UsageError, match="cannot resume with a changed configuration"):
             check_resume_changes(saved, other, step=100)
     with pytest.raises(UsageError, match="nothing left to train"):
@@ -80,3 +90,32 @@ def test_run_names_and_paths(tmp_path: Path) -> None:
     assert run_path("some/dir/exp", tmp_path) == Path("some/dir/exp")
     with pytest.raises(UsageError):
         run_path("  ", tmp_path)
+
+
+def test_one_root_config_built_by_from_dict() -> None:
+    from alm.config import from_dict
+    from alm.train.run_config import RunConfig
+
+    cfg = finalize(load_run_config(overrides=["model.n_layers=2"]), 512)
+    assert from_dict(RunConfig, to_dict(cfg)) == cfg
+    assert run_config_from_dict(to_dict(cfg), "ckpt.pt", ["train.steps=700"]).train.steps == 700
+    with pytest.raises(ConfigError, match="must start with one of: model, train, data"):
+        load_run_config(overrides=["d_model=64"])  # several sections: a bare key is ambiguous
+
+
+def test_errors_blame_where_the_value_came_from(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_run_config(overrides=["model.n_layers=0"])
+    assert info.value.key == "model.n_layers" and info.value.source == "--set"
+    bad_train = tmp_path / "train.yaml"
+    bad_train.write_text(yaml.safe_dump({"lr": -1.0}))
+    with pytest.raises(ConfigError) as info:
+        load_run_config(train=str(bad_train))
+    assert info.value.key == "train.lr" and info.value.source == str(bad_train)
+    saved = to_dict(finalize(load_run_config(), 512))
+    saved["train"]["lr"] = -1.0
+    with pytest.raises(ConfigError) as info:
+        run_config_from_dict(saved, "runs/x/checkpoints/last.pt")
+    assert info.value.key == "train.lr" and info.value.source == "runs/x/checkpoints/last.pt"
+    with pytest.raises(ConfigError, match=r"train\.seq_len.*model\.max_seq_len"):  # a rule across sections
+        load_run_config(overrides=["train.seq_len=100000"])

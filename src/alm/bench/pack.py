@@ -1,7 +1,7 @@
 """Packing throughput and memory against the raw `tokenizers` encoder, measured in the same run.
 
-For each corpus size (default 10 MB and 100 MB, cycled from the text files of a corpus directory) the bench
-writes a clean-text split, then measures:
+For each corpus size (default 10 MB and 100 MB, cycled from the built-in corpus, or from the text files of a
+directory given with `corpus_dir`) the bench writes a clean-text split, then measures:
 
 - raw: `Tokenizer.encode_batch_fast` over the same ~256 KB document batches the packer uses, in this process,
   timing only the encode calls (the text is already in memory): the ceiling for any packer using this tokenizer;
@@ -41,7 +41,7 @@ TEXT_SUFFIXES = (".txt", ".txt.xz", ".tokens")
 @dataclass(frozen=True)
 class PackBenchSettings:
     sizes_mb: tuple[float, ...] = (10.0, 100.0)
-    corpus_dir: Path = Path("../shared/data")  # text files (.txt, .txt.xz, .tokens), read recursively
+    corpus_dir: Path | None = None  # text files (.txt, .txt.xz, .tokens), read recursively; None: built-in
     vocab_size: int = 4096
     workers: tuple[int, ...] = (1,)  # packer configurations to measure (1 = in-process, N > 1 = N processes)
     rounds: int = 3  # alternating raw / pack rounds per size; each figure is the median over rounds
@@ -110,17 +110,26 @@ def environment() -> dict[str, Any]:
     }
 
 
-def corpus_documents(corpus_dir: Path) -> Iterator[str]:
-    """Blank-line documents of every text file under `corpus_dir`, cycled forever (sorted: deterministic)."""
+def corpus_documents(corpus_dir: Path | None) -> Iterator[str]:
+    """Blank-line documents of every text file under `corpus_dir` (None: the built-in corpus, which ships with
+    the package, so the bench runs from an installed wheel), cycled forever in a deterministic order."""
+    from alm.data.clean import clean_document
+    from alm.tokenizer.pieces import split_long_document
+
+    if corpus_dir is None:
+        yield from _builtin_documents()
+        return
+    if not Path(corpus_dir).is_dir():
+        raise UsageError(
+            f"corpus directory not found: {corpus_dir}",
+            hint="pass --corpus-dir with a directory of plain text, or leave it out for the built-in corpus",
+        )
     files = sorted(p for p in Path(corpus_dir).rglob("*") if p.is_file() and p.name.endswith(TEXT_SUFFIXES))
     if not files:
         raise UsageError(
             f"no text files ({', '.join(TEXT_SUFFIXES)}) under {corpus_dir}",
             hint="pass --corpus-dir with a directory of plain text",
         )
-    from alm.data.clean import clean_document
-    from alm.data.pack import split_long_document
-
     while True:
         for path in files:
             opener = lzma.open if path.suffix == ".xz" else open
@@ -132,6 +141,18 @@ def corpus_documents(corpus_dir: Path) -> Iterator[str]:
                 for piece in split_long_document(clean_document(doc)):
                     if piece.strip():
                         yield piece
+
+
+def _builtin_documents() -> Iterator[str]:
+    from alm.data.clean import clean_document
+    from alm.data.config import SourceConfig
+    from alm.data.sources import SourceReport, iter_source_documents
+
+    while True:
+        for raw in iter_source_documents(SourceConfig(), SourceReport(), lambda _msg: None):
+            doc = clean_document(raw)
+            if doc:
+                yield doc
 
 
 def write_clean_split(out_dir: Path, documents: Iterator[str], size_bytes: int) -> int:
@@ -161,16 +182,16 @@ def write_clean_split(out_dir: Path, documents: Iterator[str], size_bytes: int) 
 def measure_raw(tokenizer_path: Path, clean_file: Path) -> tuple[float, int]:
     """Seconds spent in encode_batch_fast over the packer's batches of `clean_file`, and tokens produced."""
     from alm.data.docfile import iter_documents
-    from alm.data.pack import batch_documents
+    from alm.data.pack import batch_pieces
     from alm.tokenizer import Tokenizer
 
     backend = Tokenizer.load(tokenizer_path).backend
     seconds, tokens = 0.0, 0
-    for batch in batch_documents(iter_documents(clean_file)):
+    for pieces, ends in batch_pieces(iter_documents(clean_file)):
         start = time.perf_counter()
-        encodings = backend.encode_batch_fast(batch, add_special_tokens=False)
+        encodings = backend.encode_batch_fast(pieces, add_special_tokens=False)
         seconds += time.perf_counter() - start
-        tokens += sum(len(e) for e in encodings) + len(batch)  # + one <|eos|> per document, as packed
+        tokens += sum(len(e) for e in encodings) + sum(ends)  # + one <|eos|> per document, as packed
     return seconds, tokens
 
 
@@ -225,15 +246,11 @@ def peak_rss_mb() -> float:
 
 
 def run_pack_bench(settings: PackBenchSettings, log: Callable[[str], None] = print) -> PackBenchResult:
-    from alm.data.config import TokenizerConfig
     from alm.data.docfile import iter_documents
-    from alm.tokenizer import train_tokenizer
+    from alm.tokenizer import TokenizerConfig, train_tokenizer
 
-    if not Path(settings.corpus_dir).is_dir():
-        raise UsageError(
-            f"corpus directory not found: {settings.corpus_dir}",
-            hint="pass --corpus-dir (the repo's sibling shared/data by default)",
-        )
+    source = settings.corpus_dir or "the built-in corpus"
+    next(corpus_documents(settings.corpus_dir))  # a bad --corpus-dir fails before any work
     work = Path(settings.work_dir or tempfile.mkdtemp(prefix="alm-bench-pack-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
@@ -241,7 +258,7 @@ def run_pack_bench(settings: PackBenchSettings, log: Callable[[str], None] = pri
         clean_dirs = {}
         for mb in sizes:  # each size is a prefix of the same document stream
             clean_dirs[mb] = work / f"clean-{mb:g}mb"
-            log(f"writing a {mb:g} MB corpus from {settings.corpus_dir}")
+            log(f"writing a {mb:g} MB corpus from {source}")
             write_clean_split(clean_dirs[mb], corpus_documents(settings.corpus_dir), int(mb * 1e6))
         log(f"training a {settings.vocab_size}-token BPE on the {sizes[0]:g} MB corpus")
         tokenizer = train_tokenizer(

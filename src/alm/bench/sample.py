@@ -1,8 +1,11 @@
-"""Decode-speed benchmark: our KV-cached generator vs full recompute and vs transformers' `generate()`.
+"""Decode-speed benchmark: alm's engine (eager and compiled) against the memory-bandwidth roofline, full
+recompute, transformers' `generate()` and, when `llama_cpp` is importable, llama.cpp on a GGUF of the same weights;
+plus batched decoding's aggregate speed at B=8 against B=1.
 
-All three decode greedily from the same random-weight model (weights copied into `LlamaForCausalLM` through
-`alm.model.hf` for the HF side), measured in the same process, best of `repeats` after a warm-up. The greedy
-token sequences are compared as a sanity check that the three really compute the same model.
+Everyone decodes greedily from the same model (random weights from a preset, or a trained run's), in the same
+process, best of `repeats` rounds taken in turns after a warm-up. The greedy token sequences are compared as a
+check that they all compute the same model. The machine's memory bandwidth is measured in the same run: a decode
+step reads every weight once, so `bandwidth ÷ bytes per token` bounds tok/s.
 """
 
 from __future__ import annotations
@@ -11,15 +14,28 @@ import dataclasses
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from alm.sample import SamplingConfig, generate_tokens
+from alm.bench.bandwidth import Bandwidth, decode_bytes_per_token, measure_bandwidth
+from alm.sample import Engine, SamplingConfig
+
+if TYPE_CHECKING:
+    from alm.model import ModelConfig
+    from alm.model.transformer import Transformer
 
 TARGET_VS_RECOMPUTE = 5.0
 TARGET_VS_HF = 1.5
+TARGET_VS_LLAMA_CPP = 1.0
+TARGET_ROOFLINE = 0.8
+TARGET_BATCH_SPEEDUP = 4.0  # aggregate tok/s at B=8 over B=1
+BATCH = 8
+WARMUP_TOKENS = 8
+
+Progress = Callable[[str], None]
 
 
 @dataclass
@@ -33,15 +49,16 @@ class Timing:
     name: str
     seconds: float
     cpu_seconds: float
-    tokens: list[int]
+    tokens: list[int]  # the first sequence's tokens (for batches: of row 0)
+    sequences: int = 1
 
     @property
     def tok_per_s(self) -> float:
-        return len(self.tokens) / self.seconds
+        return self.sequences * len(self.tokens) / self.seconds
 
     @property
     def tok_per_cpu_s(self) -> float:
-        return len(self.tokens) / self.cpu_seconds
+        return self.sequences * len(self.tokens) / self.cpu_seconds
 
 
 @dataclass
@@ -55,28 +72,61 @@ class SampleBenchResult:
     max_seq_len: int
     prompt_tokens: int
     new_tokens: int
-    cached: Timing
+    bandwidth: Bandwidth
+    bytes_per_token: int  # at the average context of the run
+    cached: Timing  # alm, eager
     recompute: Timing
-    hf: Timing | None
+    compiled: Timing | None = None  # alm, torch.compile
+    hf: Timing | None = None
+    llama_cpp: Timing | None = None
+    batched: Timing | None = None  # alm (its fastest mode) at B=BATCH
+    compile_seconds: float | None = None
+    compile_note: str = ""
+    skipped: dict[str, str] = field(default_factory=dict)  # peer -> why it was not measured
+
+    @property
+    def best(self) -> Timing:
+        """alm's fastest single-sequence decoder (compiled when it ran)."""
+        return self.compiled or self.cached
+
+    @property
+    def roofline_tok_s(self) -> float:
+        return self.bandwidth.roofline_tok_s(self.bytes_per_token)
+
+    @property
+    def roofline_fraction(self) -> float:
+        return self.best.tok_per_s / self.roofline_tok_s
+
+    def ratio(self, other: Timing | None, cpu: bool = False) -> float | None:
+        """alm's best over `other`, in tok/s (or tok per CPU-second)."""
+        if other is None:
+            return None
+        if cpu:
+            return self.best.tok_per_cpu_s / other.tok_per_cpu_s
+        return self.best.tok_per_s / other.tok_per_s
 
     @property
     def vs_recompute(self) -> float:
         return self.cached.tok_per_s / self.recompute.tok_per_s
 
     @property
-    def vs_hf(self) -> float | None:
-        return None if self.hf is None else self.cached.tok_per_s / self.hf.tok_per_s
-
-    @property
     def vs_recompute_cpu(self) -> float:
         return self.cached.tok_per_cpu_s / self.recompute.tok_per_cpu_s
 
     @property
+    def vs_hf(self) -> float | None:
+        return self.ratio(self.hf)
+
+    @property
     def vs_hf_cpu(self) -> float | None:
-        return None if self.hf is None else self.cached.tok_per_cpu_s / self.hf.tok_per_cpu_s
+        return self.ratio(self.hf, cpu=True)
+
+    @property
+    def batch_speedup(self) -> float | None:
+        return None if self.batched is None else self.batched.tok_per_s / self.best.tok_per_s
 
     def agreement(self, other: Timing) -> int:
-        """Leading tokens on which `other`'s greedy output equals ours."""
+        """Leading tokens on which `other`'s greedy output equals alm's eager one."""
         n = 0
         for a, b in zip(self.cached.tokens, other.tokens, strict=False):
             if a != b:
@@ -84,45 +134,47 @@ class SampleBenchResult:
             n += 1
         return n
 
+    def timings(self) -> list[Timing]:
+        found = (self.cached, self.compiled, self.recompute, self.hf, self.llama_cpp, self.batched)
+        return [t for t in found if t is not None]
+
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("cached", "recompute", "hf")}
-        for timing in (self.cached, self.recompute, self.hf):
-            if timing is not None:
-                out[f"{timing.name}_tok_per_s"] = timing.tok_per_s
-                out[f"{timing.name}_tok_per_cpu_s"] = timing.tok_per_cpu_s
-                out[f"{timing.name}_agree_tokens"] = self.agreement(timing)
+        skip = {"cached", "recompute", "compiled", "hf", "llama_cpp", "batched", "bandwidth"}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        out["bandwidth_read_gb_s"] = self.bandwidth.read_gb_s
+        out["bandwidth_copy_gb_s"] = self.bandwidth.copy_gb_s
+        for timing in self.timings():
+            out[f"{timing.name}_tok_per_s"] = timing.tok_per_s
+            out[f"{timing.name}_tok_per_cpu_s"] = timing.tok_per_cpu_s
+            out[f"{timing.name}_agree_tokens"] = self.agreement(timing)
+        out["roofline_tok_s"] = self.roofline_tok_s
+        out["roofline_fraction"] = self.roofline_fraction
         out["vs_recompute"] = self.vs_recompute
-        out["vs_hf"] = self.vs_hf
         out["vs_recompute_cpu"] = self.vs_recompute_cpu
+        out["vs_hf"] = self.vs_hf
         out["vs_hf_cpu"] = self.vs_hf_cpu
+        out["vs_llama_cpp"] = self.ratio(self.llama_cpp)
+        out["vs_llama_cpp_cpu"] = self.ratio(self.llama_cpp, cpu=True)
+        out["batch_speedup"] = self.batch_speedup
         return out
 
 
-WARMUP_TOKENS = 8
+# -- the contenders --------------------------------------------------------------------------------------------
 
 
-def _interleaved_best(
-    contenders: dict[str, Callable[[int], list[int]]], new_tokens: int, repeats: int, device: torch.device
-) -> dict[str, Timing]:
-    """Best time of each contender decoding `new_tokens` over `repeats` rounds, taking turns within each round
-    (so other processes' load spreads over all of them), after a short warm-up each (allocator, kernels)."""
-    from alm.device import synchronize
+class EngineDecoder:
+    """alm's engine decoding `rows` greedy sequences (from `prompts`) to completion; returns row 0's tokens."""
 
-    for run in contenders.values():
-        run(min(WARMUP_TOKENS, new_tokens))
-    best = {name: Timing(name, float("inf"), float("inf"), []) for name in contenders}
-    for _ in range(repeats):
-        for name, run in contenders.items():
-            synchronize(device)
-            start, start_cpu = time.perf_counter(), time.process_time()
-            tokens = run(new_tokens)
-            synchronize(device)
-            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
-            timing = best[name]
-            best[name] = Timing(
-                name, min(seconds, timing.seconds), min(cpu_seconds, timing.cpu_seconds), tokens
-            )
-    return best
+    def __init__(self, model: Transformer, prompts: list[list[int]], device: torch.device, compile: bool):
+        self.engine = Engine(model, device=device, slots=len(prompts), compile="on" if compile else "off")
+        self.prompts = prompts
+
+    def __call__(self, n: int) -> list[int]:
+        greedy = SamplingConfig(greedy=True, max_new_tokens=n)
+        sequences = [self.engine.submit(p, greedy) for p in self.prompts]
+        while self.engine.busy:
+            self.engine.step()
+        return sequences[0].tokens
 
 
 @torch.inference_mode()
@@ -159,11 +211,73 @@ def build_hf_model(model, device: torch.device):
 
     hf_model = LlamaForCausalLM(hf_llama_config(model.config))
     hf_model.load_state_dict(to_hf_llama_state_dict(model), strict=False)  # rotary buffers are not weights
-    return hf_model.to(device).eval()
+    return cast(torch.nn.Module, hf_model).to(device).eval()
+
+
+def llama_cpp_decoder(gguf: Path, prompt_ids: list[int], n_ctx: int) -> Callable[[int], list[int]]:
+    """llama.cpp (llama-cpp-python) decoding greedily from `gguf`, with torch's thread count. ImportError when
+    `llama_cpp` is not installed."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(
+        model_path=str(gguf), n_ctx=n_ctx, n_threads=torch.get_num_threads(), n_batch=512, verbose=False
+    )
+
+    def run(n: int) -> list[int]:
+        llm.reset()
+        out = []
+        for token in llm.generate(prompt_ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
+            out.append(int(token))
+            if len(out) == n:
+                break
+        return out
+
+    return run
+
+
+def export_gguf(checkpoint: Path, directory: Path) -> Path:
+    """An fp32 GGUF of a run's checkpoint, written by `alm export`'s exporter (the hook llama.cpp is fed by)."""
+    from alm.interop.gguf_export import write_gguf_file
+    from alm.interop.source import load_export_source
+
+    path = directory / "bench.gguf"
+    write_gguf_file(load_export_source(checkpoint), path, dtype="fp32", quantize=None, license="other")
+    return path
+
+
+# -- the run -----------------------------------------------------------------------------------------------------
+
+
+def _interleaved_best(
+    contenders: dict[str, Callable[[int], list[int]]],
+    new_tokens: int,
+    repeats: int,
+    device: torch.device,
+    progress: Progress,
+    sequences: dict[str, int],
+) -> dict[str, Timing]:
+    """Best time of each contender decoding `new_tokens` over `repeats` rounds, taking turns within each round
+    (so other processes' load spreads over all of them), after a short warm-up each (allocator, kernels)."""
+    from alm.device import synchronize
+
+    best = {name: Timing(name, float("inf"), float("inf"), [], sequences.get(name, 1)) for name in contenders}
+    for r in range(repeats):
+        for name, run in contenders.items():
+            progress(f"round {r + 1}/{repeats}: {name}")
+            synchronize(device)
+            start, start_cpu = time.perf_counter(), time.process_time()
+            tokens = run(new_tokens)
+            synchronize(device)
+            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
+            was = best[name]
+            best[name] = Timing(
+                name, min(seconds, was.seconds), min(cpu_seconds, was.cpu_seconds), tokens, was.sequences
+            )
+    return best
 
 
 def run_sample_bench(
-    model_cfg,
+    model_cfg: ModelConfig | None = None,
     *,
     preset: str,
     device: torch.device,
@@ -171,27 +285,56 @@ def run_sample_bench(
     prompt_tokens: int = 16,
     repeats: int = 3,
     with_hf: bool = True,
+    compile: bool = False,
+    batch: bool = True,
+    model: Transformer | None = None,
+    gguf: Path | None = None,
+    checkpoint: Path | None = None,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> SampleBenchResult:
-    """Time greedy decoding of `new_tokens` after a random `prompt_tokens` prompt, three ways."""
+    """Time greedy decoding of `new_tokens` after a random `prompt_tokens` prompt. The model is `model` (a
+    trained one, from `checkpoint`) or a random one built from `model_cfg`, whose context is widened to fit."""
     from alm.model import Transformer
 
-    # The whole sequence must fit the context so that all three decode the same thing (no window sliding).
-    max_seq_len = max(model_cfg.max_seq_len, prompt_tokens + new_tokens)
-    model_cfg = dataclasses.replace(model_cfg, max_seq_len=max_seq_len)
-    torch.manual_seed(seed)
-    model = Transformer(model_cfg).to(device).eval()
-    prompt = torch.randint(0, model_cfg.vocab_size, (1, prompt_tokens), device=device)
-    prompt_ids = prompt[0].tolist()
+    say = progress or (lambda _: None)
+    skipped: dict[str, str] = {}
+    if model is None:
+        assert model_cfg is not None, "a model or a model config"
+        max_seq_len = max(model_cfg.max_seq_len, prompt_tokens + new_tokens)
+        model_cfg = dataclasses.replace(model_cfg, max_seq_len=max_seq_len)
+        torch.manual_seed(seed)
+        model = Transformer(model_cfg).to(device).eval()
+    cfg = model.config
+    if prompt_tokens + new_tokens > cfg.max_seq_len:
+        from alm.errors import UsageError
 
-    def cached(n: int) -> list[int]:
-        greedy = SamplingConfig(greedy=True, max_new_tokens=n)
-        return list(generate_tokens(model, prompt_ids, greedy, device=device))
+        raise UsageError(
+            f"{prompt_tokens} + {new_tokens} tokens exceed the model's context ({cfg.max_seq_len})",
+            hint="lower --new-tokens / --prompt-tokens",
+        )
+    generator = torch.Generator().manual_seed(seed)
+    prompts = torch.randint(0, cfg.require_vocab(), (BATCH, prompt_tokens), generator=generator).tolist()
+    prompt = torch.tensor(prompts[:1], device=device)
 
+    say("measuring memory bandwidth")
+    bandwidth = measure_bandwidth(device)
     contenders: dict[str, Callable[[int], list[int]]] = {
-        "cached": cached,
+        "cached": EngineDecoder(model, prompts[:1], device, compile=False),
         "recompute": lambda n: _recompute_greedy(model, prompt, n),
     }
+    compile_seconds, compile_note = None, ""
+    if compile:
+        say("compiling the decode step (a minute or more on a CPU)")
+        compiled = EngineDecoder(model, prompts[:1], device, compile=True)
+        start = time.perf_counter()
+        compiled(WARMUP_TOKENS)
+        compile_seconds = time.perf_counter() - start
+        if compiled.engine.decoder.compiled:
+            contenders["compiled"] = compiled
+        else:
+            compile_note = compiled.engine.decoder.compile_note
+            skipped["compiled"] = compile_note
     transformers_version = None
     if with_hf:
         import transformers
@@ -199,28 +342,67 @@ def run_sample_bench(
         transformers_version = transformers.__version__
         hf_model = build_hf_model(model, device)
         contenders["hf"] = lambda n: _hf_greedy(hf_model, prompt, n)
-    timings = _interleaved_best(contenders, new_tokens, repeats, device)
+    if gguf is None and checkpoint is not None and _has_llama_cpp():
+        import tempfile
+
+        gguf = export_gguf(checkpoint, Path(tempfile.mkdtemp(prefix="alm-bench-")))
+    if not _has_llama_cpp():
+        skipped["llama_cpp"] = "llama_cpp is not importable (pip install llama-cpp-python)"
+    elif gguf is None:
+        skipped["llama_cpp"] = "needs the GGUF of the same weights: --run RUN, or --gguf FILE"
+    else:
+        contenders["llama_cpp"] = llama_cpp_decoder(gguf, prompts[0], cfg.max_seq_len)
+    sequences = {}
+    if batch:
+        best_mode = "compiled" in contenders
+        contenders["batched"] = EngineDecoder(model, prompts, device, compile=best_mode)
+        sequences["batched"] = BATCH
+    for name, run in contenders.items():
+        if name != "compiled":  # the compiled step is warm already
+            say(f"warming up {name}")
+            run(min(WARMUP_TOKENS, new_tokens))
+    timings = _interleaved_best(contenders, new_tokens, repeats, device, say, sequences)
 
     return SampleBenchResult(
-        device=_describe_device(device),
+        device=describe_device(device),
         torch_version=torch.__version__,
         transformers_version=transformers_version,
         threads=torch.get_num_threads(),
         preset=preset,
         params=model.num_params(),
-        max_seq_len=max_seq_len,
+        max_seq_len=cfg.max_seq_len,
         prompt_tokens=prompt_tokens,
         new_tokens=new_tokens,
+        bandwidth=bandwidth,
+        bytes_per_token=decode_bytes_per_token(model, prompt_tokens + new_tokens // 2),
         cached=timings["cached"],
         recompute=timings["recompute"],
+        compiled=timings.get("compiled"),
         hf=timings.get("hf"),
+        llama_cpp=timings.get("llama_cpp"),
+        batched=timings.get("batched"),
+        compile_seconds=compile_seconds,
+        compile_note=compile_note,
+        skipped=skipped,
     )
 
 
-def profile_cached_decode(
-    model_cfg, *, device: torch.device, new_tokens: int = 64, row_limit: int = 15
+def _has_llama_cpp() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def profile_decode(
+    model_cfg: ModelConfig,
+    *,
+    device: torch.device,
+    new_tokens: int = 64,
+    compile: bool = False,
+    row_limit: int = 15,
 ) -> str:
-    """Where the time of cached decoding goes: torch.profiler's table of the most expensive ops."""
+    """Where the time of decoding goes: torch.profiler's table of the most expensive ops (with compile, the
+    compiled graph's own kernels are listed too)."""
     from torch.profiler import ProfilerActivity, profile
 
     from alm.model import Transformer
@@ -228,18 +410,21 @@ def profile_cached_decode(
     model_cfg = dataclasses.replace(model_cfg, max_seq_len=max(model_cfg.max_seq_len, 16 + new_tokens))
     torch.manual_seed(0)
     model = Transformer(model_cfg).to(device).eval()
-    prompt_ids = torch.randint(0, model_cfg.vocab_size, (16,)).tolist()
-    greedy = SamplingConfig(greedy=True, max_new_tokens=new_tokens)
-    list(generate_tokens(model, prompt_ids, greedy, device=device))  # warm-up
+    prompt_ids = torch.randint(0, model_cfg.require_vocab(), (16,)).tolist()
     activities = [ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
-    with profile(activities=activities) as prof:
-        list(generate_tokens(model, prompt_ids, greedy, device=device))
+    from torch._inductor import config as inductor_config
+
+    with inductor_config.patch({"cpp.enable_kernel_profile": True}):  # compiled kernels appear by name
+        decode = EngineDecoder(model, [prompt_ids], device, compile=compile)
+        decode(new_tokens)  # warm-up (and compilation)
+        with profile(activities=activities) as prof:
+            decode(new_tokens)
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=row_limit)
 
 
-def _describe_device(device: torch.device) -> str:
+def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     if device.type == "mps":
@@ -248,11 +433,18 @@ def _describe_device(device: torch.device) -> str:
 
 
 __all__ = [
+    "BATCH",
+    "TARGET_BATCH_SPEEDUP",
+    "TARGET_ROOFLINE",
     "TARGET_VS_HF",
+    "TARGET_VS_LLAMA_CPP",
     "TARGET_VS_RECOMPUTE",
+    "EngineDecoder",
     "SampleBenchResult",
     "Timing",
     "build_hf_model",
-    "profile_cached_decode",
+    "export_gguf",
+    "llama_cpp_decoder",
+    "profile_decode",
     "run_sample_bench",
 ]

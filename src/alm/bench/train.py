@@ -2,9 +2,10 @@
 
 Both contenders get the same architecture (the peer's config comes from `alm.model.hf.hf_llama_config`), the
 same initial weights (copied through the HF mapping, so their step-0 losses must agree), the same batches, dtype
-and autocast, the trainer's optimizer recipe (`alm.train.optim`: AdamW with the same param groups and
-foreach/fused kernel, global-norm clipping) and the same number of warm-up steps. A step is the full training
-step: zero_grad, forward + loss, backward, clip, optimizer step. The device is synchronized around each step.
+and autocast, the trainer's optimizer recipe (`alm.train.optim`: AdamW with the same param groups and fused
+kernel, global-norm clipping) and the same number of warm-up steps. A step is the trainer's own step
+(`alm.train.step.train_step`): forward + loss, backward, clip, the non-finite check, the optimizer step and
+zero_grad. The device is synchronized around each step.
 
 Other processes share the machine, so the measured steps are interleaved: step i of each contender runs back to
 back (the order alternates, ABBA...), which makes each pair see nearly the same load. Each contender's figures
@@ -25,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from alm.bench.peaks import Peak, device_peak, mfu
 from alm.errors import UsageError
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
     from torch import nn
 
     from alm.device import PrecisionPlan
-    from alm.model import ModelConfig
+    from alm.model import ModelConfig, Transformer
+    from alm.train.step import LossFn, LossOutput
 
 DEFAULT_SEQ = 256
 NOISY_SPREAD = 1.5  # slowest / fastest measured step above which the figures carry a warning
@@ -45,7 +47,7 @@ STEP0_LOSS_TOLERANCE = {"fp32": 1e-4, "bf16": 2e-2, "fp16": 2e-2}
 @dataclass(frozen=True)
 class TrainBenchSettings:
     model: str = "micro"  # preset name or YAML file
-    overrides: tuple[str, ...] = ()  # model-relative key=value
+    overrides: tuple[str, ...] = ()  # `--set` items: model.key=value (or key=value)
     device: str = "auto"
     precision: str = "auto"
     batch: int = 16
@@ -71,8 +73,23 @@ class TrainBenchSettings:
             raise UsageError(f"--threads must be at least 1, got {self.threads}")
 
 
+class Throughput:
+    """Median step time and tokens per second of measured steps (for the benchmarks' result records)."""
+
+    step_times: list[float]  # seconds per measured step
+    tokens_per_step: int
+
+    @property
+    def median_step(self) -> float:
+        return statistics.median(self.step_times)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens_per_step / self.median_step
+
+
 @dataclass
-class ContenderResult:
+class ContenderResult(Throughput):
     name: str
     step_times: list[float]  # seconds per measured step, in the order taken
     tokens_per_step: int
@@ -82,14 +99,6 @@ class ContenderResult:
     final_loss: float
     cpu_times: list[float]  # process CPU seconds per measured step
     peak_memory: int | None = None  # bytes (see TrainBenchResult.memory_kind)
-
-    @property
-    def median_step(self) -> float:
-        return statistics.median(self.step_times)
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.tokens_per_step / self.median_step
 
     @property
     def mfu(self) -> float | None:
@@ -193,11 +202,13 @@ class TrainBenchResult:
 
 @dataclass
 class Contender:
-    """One model plus its training step; `loss_fn(x, y)` is how that library computes its training loss."""
+    """One model and how its library computes the training loss (`alm.train.step.LossFn`); `forward` is the
+    module the step calls: the model, or its torch.compile wrapper."""
 
     name: str
     model: nn.Module
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    loss_fn: LossFn
+    forward: nn.Module | None = None
     optimizer: torch.optim.Optimizer | None = None
     step_times: list[float] = field(default_factory=list)
     cpu_times: list[float] = field(default_factory=list)
@@ -205,23 +216,16 @@ class Contender:
     peak_memory: int | None = None
 
 
-def our_loss_fn(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        out = model(x, targets=y)
-        return out.loss + out.aux_loss  # what the trainer backpropagates
+def hf_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> LossOutput:
+    """transformers' own causal-LM loss; `shift_labels` hands it targets that are already shifted, like ours."""
+    from alm.train.step import LossOutput
 
-    return loss_fn
-
-
-def hf_loss_fn(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    # transformers' own causal-LM loss; `shift_labels` hands it targets that are already shifted, like ours.
-    def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return model(input_ids=x, labels=y, shift_labels=y).loss
-
-    return loss_fn
+    x, y = batch
+    loss = model(input_ids=x, labels=y, shift_labels=y).loss
+    return LossOutput(loss, loss.detach())
 
 
-def build_peer(our_model: nn.Module, cfg: ModelConfig, device: torch.device) -> nn.Module:
+def build_peer(our_model: Transformer, cfg: ModelConfig, device: torch.device) -> nn.Module:
     """transformers' LlamaForCausalLM with our config and our weights, SDPA attention, in training mode."""
     from alm.model.hf import hf_llama_config, to_hf_llama_state_dict
 
@@ -234,7 +238,7 @@ def build_peer(our_model: nn.Module, cfg: ModelConfig, device: torch.device) -> 
         ) from None
     hf_cfg = hf_llama_config(cfg)
     hf_cfg._attn_implementation = "sdpa"
-    peer = LlamaForCausalLM(hf_cfg).to(device)
+    peer = LlamaForCausalLM(hf_cfg).to(device)  # pyright: ignore[reportArgumentType] (transformers' typing)
     state = to_hf_llama_state_dict(our_model)
     missing, unexpected = peer.load_state_dict(state, strict=False)
     # A tied lm_head is not in the mapped state dict: it is the embedding, shared after loading.
@@ -254,29 +258,19 @@ def build_peer(our_model: nn.Module, cfg: ModelConfig, device: torch.device) -> 
 def make_step(
     contender: Contender, plan: PrecisionPlan, clip: float, scaler: Any
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The trainer's step for one micro-batch; returns the loss as a device tensor (no host sync)."""
-    from alm.device import autocast_context
-    from alm.train.optim import clip_grad_norm
+    """The trainer's step (`train_step`) on one micro-batch; returns the reported loss as a device tensor."""
+    from alm.train.step import train_step
 
-    params = [p for p in contender.model.parameters() if p.requires_grad]
     optimizer = contender.optimizer
     assert optimizer is not None
+    # Not `forward or model`: a compiled module raises on truth tests (it forwards __len__ to the model).
+    forward = contender.forward if contender.forward is not None else contender.model
 
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast_context(plan):
-            loss = contender.loss_fn(x, y)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            clip_grad_norm(params, clip)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            clip_grad_norm(params, clip)
-            optimizer.step()
-        return loss.detach()
+        result = train_step(
+            forward, [(x, y)], contender.loss_fn, optimizer, precision=plan, scaler=scaler, grad_clip=clip
+        )
+        return result.loss
 
     return step
 
@@ -405,7 +399,7 @@ def step0_loss(contender: Contender, batch: tuple[torch.Tensor, torch.Tensor], p
 
     contender.model.eval()
     with autocast_context(plan):
-        loss = contender.loss_fn(*batch)
+        loss = contender.loss_fn(contender.model, batch).loss
     contender.model.train()
     return float(loss.detach())
 
@@ -436,21 +430,13 @@ def _cpu_threads(n: int | None) -> Iterator[None]:
 def _run_train_bench(settings: TrainBenchSettings, log: Callable[[str], None]) -> TrainBenchResult:
     import torch
 
-    from alm.device import (
-        apply_matmul_precision,
-        choose_precision,
-        describe,
-        make_grad_scaler,
-        probe_capabilities,
-        resolve_device,
-    )
+    from alm.device import describe, make_grad_scaler, setup_device
     from alm.model import Transformer
     from alm.train.config import TrainConfig
     from alm.train.optim import build_optimizer
+    from alm.train.step import lm_loss
 
-    device = resolve_device(settings.device)
-    plan = choose_precision(probe_capabilities(device), settings.precision)  # type: ignore[arg-type]
-    apply_matmul_precision(plan)
+    device, plan = setup_device(settings.device, settings.precision)
     warnings = list(plan.warnings)
 
     cfg = resolve_model_config(settings)
@@ -458,13 +444,13 @@ def _run_train_bench(settings: TrainBenchSettings, log: Callable[[str], None]) -
     if seq > cfg.max_seq_len:
         raise UsageError(
             f"--seq {seq} exceeds the model's max_seq_len ({cfg.max_seq_len})",
-            hint=f"use --seq {cfg.max_seq_len} or less, or --set max_seq_len={seq}",
+            hint=f"use --seq {cfg.max_seq_len} or less, or --set model.max_seq_len={seq}",
         )
     train_cfg = TrainConfig()  # the trainer's optimizer defaults (lr, betas, weight decay, clipping)
 
     torch.manual_seed(settings.seed)
     our_model = Transformer(cfg).to(device)
-    ours = Contender("alm", our_model, our_loss_fn(our_model))
+    ours = Contender("alm", our_model, lm_loss)
     params = sum(p.numel() for p in ours.model.parameters())
     contenders = [ours]
 
@@ -472,8 +458,8 @@ def _run_train_bench(settings: TrainBenchSettings, log: Callable[[str], None]) -
     peer_skipped = None
     if settings.peer:
         try:
-            peer_model = build_peer(ours.model, cfg, device)
-            peer = Contender("transformers", peer_model, loss_fn=hf_loss_fn(peer_model))
+            peer_model = build_peer(our_model, cfg, device)
+            peer = Contender("transformers", peer_model, hf_loss)
             contenders.append(peer)
         except UsageError as exc:  # e.g. the dual-FFN router has no Llama equivalent: still measure ours
             peer_skipped = exc.message
@@ -481,7 +467,7 @@ def _run_train_bench(settings: TrainBenchSettings, log: Callable[[str], None]) -
     else:
         peer_skipped = "--no-peer"
 
-    batches = random_batches(4, settings.batch, seq, cfg.vocab_size, settings.seed, device)
+    batches = random_batches(4, settings.batch, seq, cfg.require_vocab(), settings.seed, device)
     step0 = {c.name: step0_loss(c, batches[0], plan) for c in contenders}
     if peer is not None:
         diff = abs(step0["alm"] - step0["transformers"])
@@ -493,11 +479,10 @@ def _run_train_bench(settings: TrainBenchSettings, log: Callable[[str], None]) -
 
     steps = []
     for contender in contenders:
-        contender.optimizer = build_optimizer(contender.model, train_cfg, device)
+        contender.optimizer = build_optimizer(contender.model, train_cfg)
         if settings.compile:
             log(f"compiling {contender.name} (torch.compile; the first steps include the compile time)")
-            compiled = torch.compile(contender.model)
-            contender.loss_fn = (our_loss_fn if contender is ours else hf_loss_fn)(compiled)
+            contender.forward = cast("nn.Module", torch.compile(contender.model))
         steps.append(make_step(contender, plan, train_cfg.grad_clip, make_grad_scaler(plan)))
 
     log(f"warm-up {settings.warmup} step(s), then {settings.steps} measured step(s) per model")

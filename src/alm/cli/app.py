@@ -8,19 +8,34 @@ from typing import Annotated
 import typer
 
 from alm import __version__
+from alm.cli.help import AlmGroup
 
 app = typer.Typer(
     name="alm",
     help="alm — train, study and sample small language models on your own machine.",
+    cls=AlmGroup,  # placeholders for every value in --help (alm.cli.help)
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion; RUN and presets complete (alm.cli.complete)
 )
 
 # One module per command group, in the order they appear in --help.
-COMMAND_MODULES = ("doctor", "model", "data", "train", "runs", "sample", "dashboard", "bench")
+COMMAND_MODULES = (
+    "doctor",
+    "model",
+    "data",
+    "train",
+    "finetune",
+    "runs",
+    "sample",
+    "chat",
+    "serve",
+    "export",
+    "dashboard",
+    "bench",
+)
 
 
 def _version(value: bool) -> None:
@@ -41,20 +56,14 @@ def _root(
 
 def _register_all() -> None:
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"alm.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"alm.cli.{name}":  # that group is not built yet: it does not appear in --help
-                continue
-            raise
-        module.register(app)
+        importlib.import_module(f"alm.cli.{name}").register(app)
 
 
 _register_all()
 
 
 def main() -> None:
-    app()
+    app(prog_name="alm")  # also under `python -m alm`, so completion's variable is always _ALM_COMPLETE
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ bench_app = typer.Typer(
 )
 
 # Each benchmark module adds its own command to `bench_app` via register(bench_app).
-BENCH_MODULES = ("bench_train", "bench_sample", "bench_pack")
+BENCH_MODULES = ("bench_train", "bench_sample", "bench_pack", "bench_speedrun", "bench_serve")
 
 
 def register(app: typer.Typer) -> None:

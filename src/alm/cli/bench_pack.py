@@ -9,30 +9,43 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from alm.cli.common import console, err_console, handle_errors
+from alm.cli.help import examples
 
 if TYPE_CHECKING:
     from alm.bench.pack import PackBenchResult
 
 
 def register(bench_app: typer.Typer) -> None:
-    bench_app.command("pack", rich_help_panel="Data")(bench_pack)
+    bench_app.command(
+        "pack",
+        rich_help_panel="Data",
+        epilog=examples(
+            "alm bench pack",
+            "alm bench pack --corpus-mb 10 --workers 1 --workers 4 --json",
+            "alm bench pack --corpus-dir my-texts",
+        ),
+    )(bench_pack)
 
 
 @handle_errors
 def bench_pack(
     corpus_mb: Annotated[
         list[float] | None,
-        typer.Option("--corpus-mb", help="Corpus sizes in MB (repeatable) [default: 10 and 100]."),
+        typer.Option("--corpus-mb", help="Corpus sizes in MB (repeatable) (default: 10 and 100)."),
     ] = None,
     corpus_dir: Annotated[
-        Path, typer.Option("--corpus-dir", help="Text files (.txt, .txt.xz, .tokens) to cycle through.")
-    ] = Path("../shared/data"),
+        Path | None,
+        typer.Option(
+            "--corpus-dir",
+            help="Text files (.txt, .txt.xz, .tokens) to cycle through (default: the built-in corpus).",
+        ),
+    ] = None,
     vocab_size: Annotated[int, typer.Option("--vocab-size", help="BPE vocabulary size.")] = 4096,
     workers: Annotated[
         list[int] | None,
         typer.Option(
             "--workers",
-            help="Packer configurations (repeatable): 1 in-process, N>1 processes [default: 1 2].",
+            help="Packer configurations (repeatable): 1 in-process, N>1 processes (default: 1 2).",
         ),
     ] = None,
     rounds: Annotated[
@@ -40,7 +53,7 @@ def bench_pack(
     ] = 3,
     work_dir: Annotated[
         Path | None,
-        typer.Option("--work-dir", help="Keep the corpora and shards here [default: a temp dir]."),
+        typer.Option("--work-dir", help="Keep the corpora and shards here (default: a temp dir)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:

@@ -3,26 +3,47 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from alm.cli.common import DeviceOption, SetOption, console, err_console, handle_errors, overrides
+from alm.cli.common import (
+    DeviceOption,
+    ModelSetOption,
+    console,
+    err_console,
+    handle_errors,
+    model_option,
+    overrides,
+)
+from alm.cli.help import examples
 
 if TYPE_CHECKING:
+    from alm.bench.scaling import ScalingResult
     from alm.bench.train import ContenderResult, TrainBenchResult
 
 
 def register(bench_app: typer.Typer) -> None:
-    bench_app.command("train", rich_help_panel="Training")(bench_train)
+    bench_app.command(
+        "train",
+        rich_help_panel="Training",
+        epilog=examples(
+            "alm bench train --model micro",
+            "alm bench train --model pico --batch-size 8 --threads 1 --json",
+            "alm bench train --nproc 2  # tok/s on 1 and 2 processes",
+        ),
+    )(bench_train)
 
 
 @handle_errors
 def bench_train(
-    model: Annotated[str, typer.Option("--model", "-m", help="Model preset name or YAML file.")] = "micro",
+    model: Annotated[
+        str,
+        model_option("Model preset name or YAML file."),
+    ] = "micro",
     device: DeviceOption = "auto",
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile both models first.")] = False,
-    batch: Annotated[int, typer.Option("--batch", "-b", help="Sequences per step.")] = 16,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Sequences per step.")] = 16,
     seq: Annotated[
         int | None,
         typer.Option("--seq", help="Tokens per sequence (default: min(256, the model's max_seq_len))."),
@@ -49,28 +70,46 @@ def bench_train(
     profile: Annotated[
         bool, typer.Option("--profile", help="Also print each model's top ops (torch.profiler).")
     ] = False,
-    set_: SetOption = None,
+    set_: ModelSetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            "--nproc",
+            help="Instead: scaling from 1 to N processes under torchrun (--batch-size per process; no peer).",
+        ),
+    ] = None,
+    parallel: Annotated[str, typer.Option("--parallel", help="With --nproc: ddp or fsdp.")] = "ddp",
+    batch: Annotated[int | None, typer.Option("--batch", hidden=True)] = None,  # the old name of --batch-size
 ) -> None:
-    """Tokens/s, ms/step, MFU and peak memory of a full training step, ours ÷ transformers'."""
+    """Tokens/s, ms/step, MFU and peak memory of a full training step, ours ÷ transformers'; with --nproc N, how our step scales to N processes."""
     from alm.bench.train import TrainBenchSettings, run_train_bench
 
-    settings = TrainBenchSettings(
-        model=model,
-        overrides=tuple(o.removeprefix("model.") for o in overrides(set_)),
-        device=device,
-        precision=precision,
-        batch=batch,
-        seq=seq,
-        vocab_size=vocab_size,
-        steps=steps,
-        warmup=warmup,
-        compile=compile,
-        peer=peer,
-        threads=threads,
-        profile=profile,
-    )
     log = (lambda _msg: None) if as_json else (lambda msg: err_console.print(f"[dim]{msg}[/]"))
+    common: dict[str, Any] = {
+        "model": model,
+        "overrides": tuple(overrides(set_)),
+        "device": device,
+        "precision": precision,
+        "batch": batch if batch is not None else batch_size,
+        "seq": seq,
+        "vocab_size": vocab_size,
+        "steps": steps,
+        "warmup": warmup,
+        "threads": threads,
+    }
+    if nproc is not None:
+        from alm.bench.scaling import ScalingSettings, run_scaling_bench
+        from alm.train.torchrun import check_nproc
+
+        check_nproc(nproc)
+        scaled = run_scaling_bench(ScalingSettings(nproc=nproc, parallel=parallel, **common), log=log)
+        if as_json:
+            typer.echo(json.dumps(scaled.as_dict(), indent=2))
+        else:
+            print_scaling(scaled)
+        return
+    settings = TrainBenchSettings(**common, compile=compile, peer=peer, profile=profile)
     result = run_train_bench(settings, log=log)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))
@@ -94,7 +133,8 @@ def print_result(result: TrainBenchResult) -> None:
         f"torch {result.versions['torch']}, transformers {result.versions.get('transformers', '-')}"
         f"{', compiled' if s.compile else ''}"
     )
-    peak = f"{result.peak.flops / 1e9:,.1f} GFLOP/s" if result.peak.known else "unknown"
+    flops = result.peak.flops if result.peak.known else None
+    peak = f"{flops / 1e9:,.1f} GFLOP/s" if flops is not None else "unknown"
     console.print(f"peak: {peak} ({result.peak.source})")
     table = Table(show_edge=False, pad_edge=False)
     for column in ("model", "tok/s", "ms/step", "min–max ms", "MFU", "peak mem"):
@@ -125,6 +165,32 @@ def print_result(result: TrainBenchResult) -> None:
         )
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}")
+
+
+def print_scaling(result: ScalingResult) -> None:
+    from rich.table import Table
+
+    s = result.settings
+    dev = result.multi.device
+    console.print(
+        f"[bold]{s.model}[/]: batch {s.batch} per process, {s.parallel} on {dev.get('device')} "
+        f"({dev.get('precision')}), {s.threads_per_process} CPU thread(s) per process"
+    )
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("processes", "tok/s", "ms/step", "tokens/step"):
+        table.add_column(column, justify="right")
+    for launch in (result.single, result.multi):
+        table.add_row(
+            str(launch.processes),
+            f"{launch.tokens_per_second:,.0f}",
+            _ms(launch.median_step),
+            f"{launch.tokens_per_step:,}",
+        )
+    console.print(table)
+    console.print(
+        f"[bold]speedup {result.speedup:.2f}× on {s.nproc} processes: scaling efficiency {result.efficiency:.0%}[/] "
+        f"(median of {s.steps} steps after {s.warmup} warm-up; 1 process had the resources of one of the {s.nproc})"
+    )
 
 
 def _row(c: ContenderResult) -> tuple[str, ...]:

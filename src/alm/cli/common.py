@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from alm.capacity import expected_failure
+from alm.cli.complete import complete_model_preset, complete_train_preset
 from alm.errors import AlmError, Interrupted
 
 console = Console(highlight=False)
@@ -17,28 +21,53 @@ err_console = Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option(
+
+def set_option(example: str) -> Any:
+    """The `--set` option of a command whose help shows `example`, a key that command reads."""
+    return typer.Option(
         "--set",
         "-s",
         metavar="KEY=VALUE",
-        help="Override a config value as dotted.key=value, e.g. model.d_model=128, train.lr=1e-3 (repeatable).",
-    ),
-]
+        help=f"Override a config value, e.g. --set {example} (repeatable; defaults from the ALM_SET variable).",
+    )
+
+
+def model_option(help: str = "Model preset (micro, pico, nano, small) or YAML file.") -> Any:
+    """`--model/-m PRESET|FILE`, completing the model presets."""
+    return typer.Option(
+        "--model", "-m", metavar="PRESET|FILE", help=help, autocompletion=complete_model_preset
+    )
+
+
+def train_option(help: str = "Train preset (micro, default, sft, dpo) or YAML file.") -> Any:
+    """`--train/-t PRESET|FILE`, completing the train presets."""
+    return typer.Option(
+        "--train", "-t", metavar="PRESET|FILE", help=help, autocompletion=complete_train_preset
+    )
+
+
+SetOption = Annotated[
+    list[str] | None, set_option("train.lr=1e-3")
+]  # commands that read a run's whole config
+ModelSetOption = Annotated[list[str] | None, set_option("model.d_model=128")]
+DataSetOption = Annotated[list[str] | None, set_option("data.tokenizer.vocab_size=8192")]
 DeviceOption = Annotated[
     str, typer.Option("--device", help="auto (mps > cuda > cpu), cpu, cuda, cuda:N or mps.")
 ]
 
 
 def report_error(exc: AlmError) -> None:
-    err_console.print(f"[bold red]error:[/] {exc.message}", markup=True, soft_wrap=True, highlight=False)
+    # Messages quote paths and other programs' errors, whose brackets are not Rich markup.
+    err_console.print(
+        f"[bold red]error:[/] {escape(exc.message)}", markup=True, soft_wrap=True, highlight=False
+    )
     if exc.hint:
-        err_console.print(f"  [dim]hint:[/] {exc.hint}", soft_wrap=True)
+        err_console.print(f"  [dim]hint:[/] {escape(exc.hint)}", soft_wrap=True)
 
 
 def handle_errors(fn: F) -> F:
-    """Turn expected failures into a message and an exit code: 2 usage/config, 1 runtime, 130 stopped."""
+    """Turn expected failures into a message and an exit code: 2 usage/config, 1 runtime, 130 stopped; the
+    machine's own failures (a full disk, no memory, no permission) read as one line too (`alm.capacity`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -54,9 +83,44 @@ def handle_errors(fn: F) -> F:
         except BrokenPipeError:  # `alm ... | head`: the reader went away, which is not our failure
             sys.stderr.close()
             raise typer.Exit(0) from None
+        except (OSError, MemoryError, RuntimeError) as exc:
+            failure = expected_failure(exc)  # a full disk, no memory: the machine's failure, not a bug
+            if failure is None:
+                raise
+            report_error(failure)
+            raise typer.Exit(failure.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
 
 
+def read_stdin_text(what: str = "standard input") -> str:
+    """All of stdin as UTF-8 text; bytes that are not UTF-8 are a UsageError (exit 2) naming the first one."""
+    from alm.errors import UsageError
+
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{what} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+            hint="pass UTF-8 text (convert with e.g. `iconv -f latin1 -t utf-8`)",
+        ) from None
+
+
 def overrides(values: list[str] | None) -> list[str]:
     return list(values or [])
+
+
+@contextlib.contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], object] | None]:
+    """A transient bar on a terminal's stderr, moved by the `update(done, total)` it yields; None when stderr is
+    not a terminal (logs and pipes stay clean, and the work skips the counting). stdout is never touched, so
+    `--json` output stays one object."""
+    if not err_console.is_terminal:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=err_console, transient=True) as bar:
+        job = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(job, completed=done, total=total)

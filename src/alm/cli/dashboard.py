@@ -9,39 +9,39 @@ from typing import Annotated
 import typer
 
 from alm.cli.common import handle_errors
+from alm.cli.complete import complete_run
+from alm.cli.help import examples
 from alm.dashboard import DEFAULT_THEME
 from alm.errors import UsageError
 
-RunArgument = Annotated[str | None, typer.Argument(help="Open this run directly (a name under --runs-dir).")]
+RunArgument = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="RUN", help="Open this run directly (a name under --runs-dir).", autocompletion=complete_run
+    ),
+]
 RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Directory holding the runs.")]
 ThemeOption = Annotated[
-    str, typer.Option("--theme", help="Textual theme; the default uses your terminal's own colours.")
+    str | None,
+    typer.Option(
+        "--theme",
+        help=f"Textual theme; default: the one last chosen in the dashboard (ctrl+p), else {DEFAULT_THEME} "
+        "(your terminal's own colours).",
+    ),
 ]
 
 
 @handle_errors
 def dashboard(
-    run: RunArgument = None, runs_dir: RunsDirOption = Path("runs"), theme: ThemeOption = DEFAULT_THEME
+    run: RunArgument = None, runs_dir: RunsDirOption = Path("runs"), theme: ThemeOption = None
 ) -> None:
-    """Watch runs live, start/stop/resume training and sample checkpoints (q quits, ? helps)."""
-    open_dashboard(run, runs_dir, theme)
-
-
-@handle_errors
-def tui(
-    run: RunArgument = None, runs_dir: RunsDirOption = Path("runs"), theme: ThemeOption = DEFAULT_THEME
-) -> None:
-    """Alias of `alm dashboard`."""
-    open_dashboard(run, runs_dir, theme)
-
-
-def open_dashboard(run: str | None, runs_dir: Path, theme: str) -> None:
+    """Watch, start, stop, resume, restart, compare and delete runs; sample and chat with checkpoints (? helps)."""
     from textual.theme import BUILTIN_THEMES
 
-    if theme not in BUILTIN_THEMES:
+    if theme is not None and theme not in BUILTIN_THEMES:
         raise UsageError(f"unknown theme {theme!r}", hint=f"one of: {', '.join(sorted(BUILTIN_THEMES))}")
     if run is not None:
-        from alm.train.rundir import resolve_run_dir
+        from alm.rundir import resolve_run_dir
 
         # A name under --runs-dir, or a run directory anywhere: then its parent holds the runs shown.
         run_dir = resolve_run_dir(run, runs_dir).path
@@ -58,5 +58,18 @@ def open_dashboard(run: str | None, runs_dir: Path, theme: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("dashboard", rich_help_panel="Use")(dashboard)
-    app.command("tui", rich_help_panel="Use")(tui)
+    app.command(
+        "dashboard",
+        rich_help_panel="Use",
+        epilog=examples(
+            "alm dashboard",
+            "alm dashboard demo  # opens that run",
+            "alm dashboard --runs-dir experiments/runs",
+        ),
+    )(dashboard)
+    app.command(
+        "tui",
+        rich_help_panel="Use",
+        help="Alias of `alm dashboard`.",
+        epilog=examples("alm tui", "alm tui demo"),
+    )(dashboard)

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from alm.cli.common import SetOption, console, handle_errors, overrides
+from alm.cli.common import ModelSetOption, console, handle_errors, overrides
+from alm.cli.complete import complete_model_preset
+from alm.cli.help import examples
 
 model_app = typer.Typer(
     help="Inspect model presets: parameter counts, FLOPs, KV-cache size.", no_args_is_help=True
@@ -18,21 +20,26 @@ def register(app: typer.Typer) -> None:
     app.add_typer(model_app, name="model", rich_help_panel="Model")
 
 
-def _human(n: float, unit: str = "") -> str:
-    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= scale:
-            return f"{n / scale:.1f}{suffix}{unit}"
-    return f"{n:g}{unit}"
-
-
-@model_app.command("info")
+@model_app.command(
+    "info",
+    epilog=examples(
+        "alm model info micro",
+        "alm model info pico --vocab-size 8192",
+        "alm model info configs/ablations/alibi.yaml",
+        "alm model info micro --set model.n_kv_heads=1 --json",
+    ),
+)
 @handle_errors
 def info(
     model: Annotated[
         str,
-        typer.Argument(metavar="PRESET|FILE", help="A preset (micro, pico, nano, small) or a model YAML."),
+        typer.Argument(
+            metavar="PRESET|FILE",
+            help="A preset (micro, pico, nano, small) or a model YAML.",
+            autocompletion=complete_model_preset,
+        ),
     ],
-    set_: SetOption = None,
+    set_: ModelSetOption = None,
     vocab_size: Annotated[
         int | None,
         typer.Option(
@@ -45,26 +52,32 @@ def info(
 ) -> None:
     """Parameter count, FLOPs per token and KV-cache bytes per token of a model config.
 
-    Overrides are model-relative: --set d_model=256 (a model. prefix is accepted too).
+    Overrides take model keys, with or without the prefix: --set model.d_model=256 or --set d_model=256.
     """
     import dataclasses
 
+    from alm.format import count
     from alm.model.info import model_summary
     from alm.model.presets import load_model_config, reference_vocab
 
     cfg = load_model_config(model, overrides(set_))
-    vocab_note = "given"
+    vocab_from = "given"
     if vocab_size is not None:
         cfg = dataclasses.replace(cfg, vocab_size=vocab_size)
-    elif cfg.vocab_size is None:
+    elif cfg.vocab_size is None:  # the tokenizer decides: count with the vocabulary the figures assume
         cfg = dataclasses.replace(cfg, vocab_size=reference_vocab(model))
-        vocab_note = "assumed: the tokenizer decides; pass --vocab-size"
+        vocab_from = "assumed"
     else:
-        vocab_note = "from the config"
+        vocab_from = "config"
     summary = model_summary(cfg)
     if as_json:
-        typer.echo(json.dumps({"model": model, **summary}, indent=2))
+        typer.echo(json.dumps({"model": model, "vocab_from": vocab_from, **summary}, indent=2))
         return
+    vocab_note = {
+        "given": "given",
+        "config": "from the config",
+        "assumed": "assumed (the tokenizer decides): pass --vocab-size",
+    }[vocab_from]
 
     from rich.table import Table
 
@@ -74,10 +87,10 @@ def info(
     table.add_column(justify="right")
     table.add_column(style="dim")
     rows = [
-        ("params", _human(summary["params"]), f"{summary['params']:,}"),
+        ("params", count(summary["params"]), f"{summary['params']:,}"),
         (
             "params (non-embedding)",
-            _human(summary["params_non_embedding"]),
+            count(summary["params_non_embedding"]),
             f"{summary['params_non_embedding']:,}",
         ),
         ("vocab", f"{summary['vocab_size']:,}", vocab_note),
@@ -87,8 +100,8 @@ def info(
         ("d_ff", str(summary["d_ff"]), summary["ffn"]),
         ("context", f"{summary['max_seq_len']:,}", summary["position"]),
         ("norm", summary["norm"], "tied embeddings" if summary["tie_embeddings"] else "untied head"),
-        ("FLOPs / token", _human(summary["flops_per_token"]), "training (fwd+bwd), full context"),
-        ("KV cache / token", f"{_human(kv['fp32'], 'B')} fp32", f"{_human(kv['bf16'], 'B')} bf16"),
+        ("FLOPs / token", count(summary["flops_per_token"]), "training (fwd+bwd), full context"),
+        ("KV cache / token", f"{count(kv['fp32'])}B fp32", f"{count(kv['bf16'])}B bf16"),
     ]
     for row in rows:
         table.add_row(*row)

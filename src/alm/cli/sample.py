@@ -10,67 +10,117 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
-from alm.cli.common import DeviceOption, console, err_console, handle_errors
-from alm.errors import ConfigError, DataError, UsageError
+from alm.cli.common import (
+    DeviceOption,
+    console,
+    err_console,
+    handle_errors,
+    overrides,
+    progress_bar,
+    read_stdin_text,
+    report_error,
+    set_option,
+)
+from alm.cli.complete import complete_run
+from alm.cli.help import examples
+from alm.cli.prompts import suggested_prompt
+from alm.cli.sampling import sampling_options, spec_option
+from alm.errors import DataError, UsageError
+from alm.rundir import DEFAULT_RUNS_ROOT
+from alm.sample.options import (
+    CHECKPOINT,
+    COMPILE,
+    NUM_SAMPLES,
+    PROMPT,
+    QUANTIZE,
+    RUNS_DIR,
+    SamplingConfig,
+    check_num_samples,
+    sampling_config,
+)
 
 if TYPE_CHECKING:
-    from alm.sample import SamplingConfig
+    from alm.sample.stream import BatchStream
 
 RunArgument = Annotated[
     str,
-    typer.Argument(metavar="RUN|CHECKPOINT", help="A run name (under runs/), a run directory or a .pt file."),
+    typer.Argument(
+        metavar="RUN|CHECKPOINT",
+        help="A run name (under --runs-dir), a run directory or a .pt file.",
+        autocompletion=complete_run,
+    ),
 ]
-CheckpointOption = Annotated[
-    str, typer.Option("--checkpoint", "-c", help="Which checkpoint of the run: last, best, step-N or N.")
-]
+RunsDirOption = Annotated[str, spec_option(RUNS_DIR)]
+CheckpointOption = Annotated[str | None, spec_option(CHECKPOINT)]
+QuantizeOption = Annotated[str | None, spec_option(QUANTIZE)]
 QUIT_COMMANDS = (":q", ":quit", ":exit")
-# SamplingConfig fields -> the option that sets them, so a bad value names what the user typed.
-_OPTION_OF_FIELD = {"max_new_tokens": "--max-tokens", "stop": "--stop"}
 
 
-def resolve_checkpoint_arg(run: str, which: str) -> Path:
-    """The checkpoint file for RUN|CHECKPOINT; anything missing is a usage error (exit 2) naming what exists."""
+def resolve_checkpoint_arg(run: str, which: str | None, runs_dir: Path | str | None = None) -> Path:
+    """The checkpoint file for RUN|CHECKPOINT (a name under `runs_dir`, default runs/); anything missing is a
+    usage error (exit 2) naming what exists.
+
+    `which=None` (no --checkpoint) is the run's best.pt when it has one, else last.pt; stderr says which."""
     from alm.train.checkpoint import resolve_checkpoint
-    from alm.train.rundir import DEFAULT_RUNS_ROOT
 
+    root = Path(runs_dir) if runs_dir else DEFAULT_RUNS_ROOT
     try:
-        return resolve_checkpoint(run, which)
+        path = resolve_checkpoint(run, which, root=root)
     except DataError as exc:  # the run exists but lacks that checkpoint: the user named something absent
         raise UsageError(exc.message, hint=exc.hint) from None
     except UsageError as exc:
-        root = DEFAULT_RUNS_ROOT
         runs = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         listing = f"runs under {root}/: {', '.join(runs)}" if runs else f"there are no runs under {root}/"
         raise UsageError(exc.message, hint=f"{exc.hint} ({listing})" if exc.hint else listing) from None
+    if which is None and not Path(run).is_file():
+        best = path.name == "best.pt"
+        why = (
+            "its lowest val loss; --checkpoint last for the latest" if best else "the run has no best.pt yet"
+        )
+        err_console.print(f"[dim]checkpoint {path.name}: {why}[/]")
+    return path
 
 
-def load_for_inference(run: str, which: str, device: str):
-    """(model, tokenizer, config, step, checkpoint path) for `alm sample` / `alm eval`."""
+def load_for_inference(
+    run: str,
+    which: str | None,
+    device: str,
+    quantize: str | None = None,
+    *,
+    runs_dir: Path | str | None = None,
+):
+    """(model, tokenizer, config, step, checkpoint path) for `alm sample` / `alm eval` / `alm chat` /
+    `alm serve`; `quantize` ("int8") swaps the linear layers for quantised ones (`--quantize`)."""
     from alm.train.checkpoint import load_model
 
-    path = resolve_checkpoint_arg(run, which)
+    if quantize is not None:
+        from alm.model.quant import check_mode
+
+        check_mode(quantize)  # before the load, which can take a while
+    path = resolve_checkpoint_arg(run, which, runs_dir)
     model, tokenizer, config, step = load_model(path, device=device)
+    if quantize is not None:
+        from alm.model.quant import quantize as quantize_model
+
+        quantize_model(model, quantize)
     return model, tokenizer, config, step, path
 
 
 def build_sampling_config(**values: Any) -> SamplingConfig:
-    from alm.config import from_dict
-    from alm.sample import SamplingConfig
-
-    try:
-        return from_dict(SamplingConfig, values)
-    except ConfigError as exc:
-        option = _OPTION_OF_FIELD.get(exc.key, "--" + exc.key.replace("_", "-"))
-        raise UsageError(f"{option}: {exc.detail}") from None
+    """A SamplingConfig from field values; a bad value exits 2 naming its flag (see alm.sample.options)."""
+    return sampling_config(values)
 
 
 def _read_prompt(prompt: str | None) -> str | None:
-    """The prompt text; None means "ask interactively"."""
+    """The prompt text; None means "ask interactively". Text that is not UTF-8 is a usage error (exit 2)."""
+    from alm.sample.text import check_text
+
     if prompt == "-":
-        return sys.stdin.read()
+        return read_stdin_text("--prompt -: stdin")
     if prompt is not None:
-        return prompt
+        return check_text(prompt, "--prompt")
     if sys.stdin.isatty():
         return None
     raise UsageError(
@@ -79,57 +129,95 @@ def _read_prompt(prompt: str | None) -> str | None:
     )
 
 
-def _stream_one(model, tokenizer, prompt: str, cfg: SamplingConfig, device) -> None:
-    """Print one sample as it is generated, then a one-line summary on stderr."""
-    from alm.sample import generate
+def _samples(
+    model, tokenizer, prompt: str, cfg: SamplingConfig, device, num_samples: int, compile: bool
+) -> None:
+    """Draw `num_samples` samples as one batch and print them in order, each streamed as soon as the ones
+    before it are complete, with a one-line summary per sample on stderr."""
+    from alm.sample import generate_many
 
-    stream = generate(model, tokenizer, prompt, cfg, device=device)
-    info = stream.info
-    if info.prompt_trimmed:
+    cfgs = cfg.per_sample(num_samples)
+    mode = "on" if compile else "off"
+    stream = generate_many(model, tokenizer, prompt, cfgs, device=device, compile=mode)
+    if stream.infos[0].prompt_trimmed:
         err_console.print(
             f"[yellow]notice:[/] the prompt is longer than the model's context ({model.config.max_seq_len} "
-            f"tokens); its first {info.prompt_trimmed} tokens were dropped"
+            f"tokens); its first {stream.infos[0].prompt_trimmed} tokens were dropped"
         )
+    _print_in_order(stream, prompt, time.perf_counter())
+    if compile and not stream.engine.decoder.compiled:
+        err_console.print(
+            f"[yellow]note:[/] the decode step ran eagerly: {stream.engine.decoder.compile_note}"
+        )
+
+
+def _print_in_order(stream: BatchStream, prompt: str, start: float) -> None:
     out = sys.stdout
-    if out.isatty():
-        console.print(prompt, style="bold", end="", markup=False, soft_wrap=True)
-    start = time.perf_counter()
-    try:
-        for piece in stream:
-            out.write(piece)
-            out.flush()
-    finally:
-        stream.close()
+    n = len(stream.infos)
+    held: list[list[str]] = [[] for _ in range(n)]
+    current = 0
+
+    def begin(i: int) -> None:
+        if n > 1:
+            err_console.rule(f"sample {i + 1}/{n}", style="dim")
+            if not out.isatty():  # piped: the samples stay apart in the output too
+                out.write(f"--- sample {i + 1}/{n} ---\n")
+        if out.isatty():
+            console.print(prompt, style="bold", end="", markup=False, soft_wrap=True)
+        out.write("".join(held[i]))
+        out.flush()
+
+    def end(i: int) -> None:
         out.write("\n")
         out.flush()
-    elapsed = max(time.perf_counter() - start, 1e-9)
-    err_console.print(
-        f"[dim]{info.new_tokens} tokens, {info.new_tokens / elapsed:.1f} tok/s, "
-        f"stopped by {info.stop_reason or 'interrupt'}, seed {info.seed}[/]"
-    )
+        info = stream.infos[i]
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        err_console.print(
+            f"[dim]{info.new_tokens} tokens, {info.new_tokens / elapsed:.1f} tok/s, "
+            f"stopped by {info.stop_reason or 'interrupt'}, seed {info.seed}[/]"
+        )
+
+    ended = [False] * n
+    begin(0)
+    try:
+        for i, piece, done in stream:
+            if i == current:
+                out.write(piece)
+                out.flush()
+            else:
+                held[i].append(piece)
+            ended[i] = done
+            while current < n and ended[current]:
+                end(current)
+                current += 1
+                if current < n:
+                    begin(current)
+    finally:
+        stream.close()
+        for i in range(current, n):  # interrupted: what each unfinished sample has so far
+            if i > current:
+                begin(i)
+            end(i)
 
 
-def _samples(model, tokenizer, prompt: str, cfg: SamplingConfig, device, num_samples: int) -> None:
-    for i in range(num_samples):
-        if num_samples > 1:
-            err_console.rule(f"sample {i + 1}/{num_samples}", style="dim")
-        # Each sample gets its own seed (seed, seed+1, …) so they differ yet a fixed --seed reproduces them all.
-        seed = None if cfg.seed is None else cfg.seed + i
-        _stream_one(model, tokenizer, prompt, cfg.replace(seed=seed), device)
-
-
-def interactive_loop(lines: Iterable[str], generate_one) -> None:
-    """Generate for each prompt line until EOF or :q; Ctrl+C stops the current sample, not the session."""
+def interactive_loop(lines: Iterable[str], generate_one, default: str | None = None) -> None:
+    """Generate for each prompt line until EOF or :q; an empty line prompts with `default` (when there is one).
+    Ctrl+C stops the current sample, not the session, and a line that cannot be sampled (e.g. invalid text) is
+    reported and skipped."""
     for line in lines:
         prompt = line.rstrip("\n")
         if prompt.strip() in QUIT_COMMANDS:
             return
         if not prompt.strip():
-            continue
+            if default is None:
+                continue
+            prompt = default
         try:
             generate_one(prompt)
         except KeyboardInterrupt:
             err_console.print("[yellow](stopped)[/]")
+        except UsageError as exc:
+            report_error(exc)
 
 
 def _terminal_lines() -> Iterable[str]:
@@ -142,73 +230,53 @@ def _terminal_lines() -> Iterable[str]:
 
 
 @handle_errors
+@sampling_options
 def sample(
     run: RunArgument,
-    prompt: Annotated[
-        str | None,
-        typer.Option("--prompt", "-p", help="Text to continue; '-' reads stdin. Omit on a terminal to chat."),
-    ] = None,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", "-n", help="New tokens per sample.")] = 256,
-    temperature: Annotated[float, typer.Option(help="Softmax temperature; 0 means greedy.")] = 0.8,
-    top_k: Annotated[
-        int, typer.Option(help="Keep the k most likely tokens; 0 turns it off (not greedy).")
-    ] = 0,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass in (0, 1]; 1 turns it off.")] = 1.0,
-    min_p: Annotated[
-        float, typer.Option(help="Drop tokens below min_p × the top probability; 0 is off.")
-    ] = 0.0,
-    repetition_penalty: Annotated[
-        float, typer.Option(help="Penalise tokens already present; 1 is off.")
-    ] = 1.0,
-    stop: Annotated[
-        list[str] | None,
-        typer.Option("--stop", help="Stop when this text appears (repeatable); not printed."),
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed; a fixed seed reproduces the sample.")] = None,
-    greedy: Annotated[bool, typer.Option("--greedy", help="Always take the most likely token.")] = False,
-    num_samples: Annotated[int, typer.Option("--num-samples", help="How many samples to draw.")] = 1,
-    ignore_eos: Annotated[
-        bool,
-        typer.Option("--ignore-eos", help="Keep going past the end of a document (shown as a blank line)."),
-    ] = False,
-    checkpoint: CheckpointOption = "last",
+    prompt: Annotated[str | None, spec_option(PROMPT)] = PROMPT.default,
+    sampling: SamplingConfig | None = None,
+    num_samples: Annotated[int, spec_option(NUM_SAMPLES)] = NUM_SAMPLES.default,
+    compile: Annotated[bool, spec_option(COMPILE)] = COMPILE.default,
+    checkpoint: CheckpointOption = CHECKPOINT.default,
     device: DeviceOption = "auto",
+    quantize: QuantizeOption = QUANTIZE.default,
+    runs_dir: RunsDirOption = RUNS_DIR.default,
 ) -> None:
     """Stream text from a trained model, continuing a prompt."""
-    if num_samples < 1:
-        raise UsageError(f"--num-samples must be at least 1, got {num_samples}")
-    cfg = build_sampling_config(
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        min_p=min_p,
-        repetition_penalty=repetition_penalty,
-        greedy=greedy,
-        max_new_tokens=max_tokens,
-        stop=list(stop or []),
-        seed=seed,
-        ignore_eos=ignore_eos,
-    )
+    assert sampling is not None  # filled in from the sampling flags by @sampling_options
+    check_num_samples(num_samples)
     text = _read_prompt(prompt)
-    model, tokenizer, _config, step, path = load_for_inference(run, checkpoint, device)
+    model, tokenizer, config, step, path = load_for_inference(
+        run, checkpoint, device, quantize, runs_dir=runs_dir
+    )
     device_ = next(model.parameters()).device
-    err_console.print(f"[dim]{path} (step {step}) on {device_}[/]", soft_wrap=True)
+    weights = f", {quantize} weights" if quantize else ""
+    err_console.print(f"[dim]{path} (step {step}) on {device_}{weights}[/]", soft_wrap=True)
     if text is not None:
-        _samples(model, tokenizer, text, cfg, device_, num_samples)
+        _samples(model, tokenizer, text, sampling, device_, num_samples, compile)
         return
-    err_console.print("[dim]type a prompt and press Enter; Ctrl+D or :q quits, Ctrl+C stops a sample[/]")
+    default = suggested_prompt(config.get("train", {}).get("sample_prompt", ""), config.get("data") or {})
+    enter = f" (Enter alone: {default!r})" if default is not None else ""
+    err_console.print(
+        f"[dim]type a prompt and press Enter{escape(enter)}; Ctrl+D or :q quits, Ctrl+C stops a sample[/]"
+    )
     interactive_loop(
-        _terminal_lines(), lambda line: _samples(model, tokenizer, line, cfg, device_, num_samples)
+        _terminal_lines(),
+        lambda line: _samples(model, tokenizer, line, sampling, device_, num_samples, compile),
+        default,
     )
 
 
-def _packed_dir(config: dict[str, Any], checkpoint: Path) -> Path:
-    """The packed shards of the run's data config (data.root is relative to where training ran)."""
-    from alm.config import from_dict
+def _packed_dir(config: dict[str, Any], checkpoint: Path, sets: list[str]) -> Path:
+    """The packed shards of the run's data config plus `--set data.…` (data.root is relative to where training
+    ran: `--set data.root=DIR` points elsewhere)."""
+    from alm.config import build
     from alm.data.config import DataConfig
     from alm.data.pipeline import data_paths
 
-    data_cfg = from_dict(DataConfig, config.get("data"), source=f"{checkpoint} (data config)")
+    data_cfg = build(
+        DataConfig, config.get("data"), sets, section="data", source=f"{checkpoint} (data config)"
+    )
     return data_paths(data_cfg).packed_dir
 
 
@@ -216,7 +284,7 @@ def _packed_dir(config: dict[str, Any], checkpoint: Path) -> Path:
 def evaluate(
     run: RunArgument,
     text: Annotated[
-        Path | None, typer.Option("--text", "-t", help="Evaluate on this UTF-8 text file instead of a split.")
+        Path | None, typer.Option("--text", help="Evaluate on this UTF-8 text file instead of a split.")
     ] = None,
     split: Annotated[
         str, typer.Option(help="Packed split of the run's data to evaluate (without --text).")
@@ -229,16 +297,61 @@ def evaluate(
         int | None, typer.Option("--max-batches", help="Without --text: stop after this many batches.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
-    checkpoint: CheckpointOption = "last",
+    checkpoint: CheckpointOption = CHECKPOINT.default,
     device: DeviceOption = "auto",
+    set_: Annotated[list[str] | None, set_option("data.root=/elsewhere/data")] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task", help="Accuracy of a chat run on a task: arithmetic, arithmetic-choice or a task .jsonl."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="With --task: score only the first N examples.")
+    ] = None,
+    runs_dir: RunsDirOption = RUNS_DIR.default,
 ) -> None:
-    """Loss, perplexity and bits per byte of a trained model on a text file or a packed split."""
+    """Loss, perplexity and bits per byte on a text file or a packed split; with --task, task accuracy.
+
+    A task is scored by exact match of greedy replies, or by multiple choice, on a fine-tuned run.
+
+    Runs under the precision training would use on this device (fp32 on the CPU), as training's own evals do.
+    """
+    from alm.device import choose_precision, probe_capabilities
     from alm.evaluate import evaluate_split, evaluate_text
 
+    if task is not None or limit is not None:
+        from alm.cli.finetune import task_eval
+
+        others = {"--text": text, "--stride": stride, "--max-batches": max_batches, "--set": set_ or None}
+        given = [flag for flag, value in others.items() if value is not None] + (
+            ["--split"] * (split != "val")
+        )
+        if task is None or given:
+            raise UsageError(
+                f"{', '.join(given) or '--limit'} does not apply here: --task measures a task's accuracy, the "
+                "other options perplexity",
+                hint="use --task NAME|FILE.jsonl [--limit N] on its own",
+            )
+        task_eval(
+            run,
+            task,
+            limit=limit,
+            checkpoint=checkpoint,
+            device=device,
+            as_json=as_json,
+            runs_dir=Path(runs_dir),
+        )
+        return
+    for flag, value in (("--batch-size", batch_size), ("--stride", stride), ("--max-batches", max_batches)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
     if text is None and stride is not None:
         raise UsageError("--stride applies to --text only (a packed split is read in whole windows)")
     if text is not None and max_batches is not None:
         raise UsageError("--max-batches applies to a packed split only, not to --text")
+    if text is not None and set_:
+        raise UsageError("--set changes the run's data config, which --text does not read")
     if text is not None:
         if not text.is_file():
             raise UsageError(f"text file not found: {text}")
@@ -246,25 +359,37 @@ def evaluate(
             content = text.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise UsageError(f"{text} is not UTF-8 text") from None
-    model, tokenizer, config, step, path = load_for_inference(run, checkpoint, device)
+    model, tokenizer, config, step, path = load_for_inference(run, checkpoint, device, runs_dir=runs_dir)
     device_ = next(model.parameters()).device
+    precision = choose_precision(probe_capabilities(device_))
     if text is not None:
         source = str(text)
-        result = evaluate_text(
-            model, tokenizer, content, stride=stride, batch_size=batch_size, device=device_
-        )
+        with progress_bar(f"eval {text.name} (tokens)") as progress:
+            result = evaluate_text(
+                model,
+                tokenizer,
+                content,
+                stride=stride,
+                batch_size=batch_size,
+                device=device_,
+                precision=precision,
+                progress=progress,
+            )
     else:
-        packed = _packed_dir(config, path)
+        packed = _packed_dir(config, path, overrides(set_))
         source = f"{packed} ({split})"
-        result = evaluate_split(
-            model,
-            packed,
-            split,
-            batch_size=batch_size,
-            max_batches=max_batches,
-            tokenizer_fingerprint=tokenizer.fingerprint,
-            device=device_,
-        )
+        with progress_bar(f"eval {split} split (tokens)") as progress:
+            result = evaluate_split(
+                model,
+                packed,
+                split,
+                batch_size=batch_size,
+                max_batches=max_batches,
+                tokenizer_fingerprint=tokenizer.fingerprint,
+                device=device_,
+                precision=precision,
+                progress=progress,
+            )
     if as_json:
         record = {"checkpoint": str(path), "step": step, "source": source, **result.to_dict()}
         sys.stdout.write(json.dumps(record) + "\n")
@@ -278,5 +403,24 @@ def evaluate(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("sample", rich_help_panel="Use")(sample)
-    app.command("eval", rich_help_panel="Use")(evaluate)
+    app.command(
+        "sample",
+        rich_help_panel="Use",
+        epilog=examples(
+            'alm sample demo --prompt "ROMEO:" --greedy',
+            'alm sample demo --prompt "ROMEO:" --temperature 0.8 --top-p 0.9 --seed 7 --num-samples 3',
+            "alm sample demo --checkpoint last",
+            "alm sample runs/demo/checkpoints/best.pt --prompt -  # the prompt from stdin",
+            "alm sample demo  # no prompt on a terminal: an interactive loop",
+        ),
+    )(sample)
+    app.command(
+        "eval",
+        rich_help_panel="Use",
+        epilog=examples(
+            "alm eval demo  # the run's packed val split",
+            "alm eval demo --text notes.txt --stride 128 --json",
+            "alm eval demo --set data.root=/elsewhere/data  # the run's data moved",
+            "alm eval micro-sft --task arithmetic",
+        ),
+    )(evaluate)

@@ -1,4 +1,4 @@
-"""The Textual dashboard (`alm dashboard`): watch runs, start/stop/resume training, sample checkpoints.
+"""The Textual dashboard (`alm dashboard`): watch, start, stop, resume, compare and delete runs; sample and chat.
 
 It never trains in its own process: training always runs as an `alm train` subprocess, and the dashboard follows
 it through the run directory (events.jsonl, train.pid, checkpoints). Entry point: `alm.dashboard.app.DashboardApp`.

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
+
+from alm.events import Event, decode, parse_lines
 
 # One poll reads at most this much, so a huge backlog (replaying a long run) cannot stall the UI thread;
 # the rest comes on the following polls.
@@ -27,7 +27,7 @@ class EventTail:
         self.reset = False
         self._inode: int | None = None
 
-    def poll(self, max_bytes: int = MAX_READ_BYTES) -> list[dict[str, Any]]:
+    def poll(self, max_bytes: int = MAX_READ_BYTES) -> list[Event]:
         """Return the events appended since the last call (possibly none); malformed lines are counted, skipped."""
         self.reset = False
         try:
@@ -48,18 +48,6 @@ class EventTail:
                 return self.poll(max_bytes * 2)
             return []
         self.offset += end + 1
-        return list(self._parse(chunk[: end + 1]))
-
-    def _parse(self, data: bytes):
-        for raw in data.splitlines():
-            if not raw.strip():
-                continue
-            try:
-                event = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                self.bad_lines += 1
-                continue
-            if isinstance(event, dict) and isinstance(event.get("type"), str):
-                yield event
-            else:
-                self.bad_lines += 1
+        records, bad = parse_lines(chunk[: end + 1])
+        self.bad_lines += bad
+        return [decode(record) for record in records]

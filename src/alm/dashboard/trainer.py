@@ -17,78 +17,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alm.dashboard.watch import LOG_FILE
 from alm.errors import AlmError, UsageError
-from alm.train.rundir import RunDir
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+from alm.rundir import RunDir
 
 # Exit statuses a trainer may end with, as the dashboard reports them.
 EXIT_OK, EXIT_STOPPED = 0, 130
-
-
-@dataclass(frozen=True)
-class TrainRequest:
-    """What the "new run" form collects; `command()` turns it into an `alm train` argv."""
-
-    run: str
-    model: str = "micro"  # a preset name or a model config path
-    steps: int | None = None  # None: the train preset's default
-    device: str = "auto"
-    train: str | None = None  # a train preset or file; None: `alm train`'s default
-    data: str | None = None  # a corpus.yaml or data directory; None: the built-in corpus
-    overrides: tuple[str, ...] = ()
-
-    def validate(self, runs_dir: Path) -> None:
-        if not _RUN_NAME.match(self.run):
-            raise UsageError(
-                f"invalid run name {self.run!r}",
-                hint="use letters, digits, '.', '_' or '-' (no spaces or slashes)",
-            )
-        if RunDir(runs_dir / self.run).is_populated():
-            raise UsageError(
-                f"run {self.run!r} already exists in {runs_dir}", hint="pick another name, or resume it"
-            )
-        if self.model not in model_presets() and not Path(self.model).is_file():
-            raise UsageError(
-                f"model {self.model!r} is neither a preset nor a file",
-                hint=f"presets: {', '.join(model_presets())}; or the path of a model config .yaml",
-            )
-        if self.train is not None and not Path(self.train).is_file():
-            from alm.train.presets import available_presets
-
-            if self.train not in available_presets():
-                raise UsageError(
-                    f"train config {self.train!r} is neither a preset nor a file",
-                    hint=f"presets: {', '.join(available_presets())}; or the path of a train config .yaml",
-                )
-        if self.data is not None and not Path(self.data).exists():
-            raise UsageError(f"data {self.data!r} not found", hint="a corpus.yaml or a data directory")
-        if self.steps is not None and self.steps <= 0:
-            raise UsageError(f"steps must be a positive integer, got {self.steps}")
-        if self.device not in DEVICES and not re.fullmatch(r"cuda:\d+", self.device):
-            raise UsageError(f"unknown device {self.device!r}", hint=f"one of {', '.join(DEVICES)} or cuda:N")
-
-    def command(self, runs_dir: Path) -> list[str]:
-        argv = [*alm_argv(), "train", "--model", self.model, "--run", self.run, "--runs-dir", str(runs_dir)]
-        argv += ["--device", self.device]
-        if self.train is not None:
-            argv += ["--train", self.train]
-        if self.data is not None:
-            argv += ["--data", self.data]
-        sets = list(self.overrides)
-        if self.steps is not None:
-            sets.append(f"train.steps={self.steps}")
-        for item in sets:
-            argv += ["--set", item]
-        return argv
-
-
-def model_presets() -> list[str]:
-    from alm.model.presets import available_presets  # torch-free, like the dashboard
-
-    return available_presets()
+# The last line of a Python traceback: the exception and its message.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
 
 
 def alm_argv() -> list[str]:
@@ -140,10 +75,17 @@ class Trainer:
 def launch(run: str, command: list[str], runs_dir: Path) -> Trainer:
     """Start `command` detached from the dashboard: new session, no stdin, output appended to train.log.
 
-    The run directory is created for the log; `alm train` only refuses directories it has already written to."""
-    run_dir = runs_dir / run
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log_path = run_dir / LOG_FILE
+    The run directory is created for the log; `alm train` only refuses directories it has already written to.
+    A run another process is writing (its lock is held) is refused before anything is started or written."""
+    run_dir = RunDir(runs_dir / run)
+    # Checked here as well as by `alm train`, so a refused trainer's error never lands in the live run's log.
+    writer = run_dir.writer()
+    if writer is not None:
+        raise UsageError(
+            f"run {run} is in use by {writer.describe()}", hint="wait for it to finish or stop it first"
+        )
+    run_dir.path.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir.log_path
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log_path, "ab") as log:
         log.write(f"$ {shlex.join(command)}\n".encode())
@@ -181,3 +123,36 @@ def tail_text(path: Path, lines: int = 20, max_bytes: int = 64 * 1024) -> str:
         return ""
     text = data.decode("utf-8", errors="replace").replace("\r", "\n")
     return "\n".join(text.splitlines()[-lines:])
+
+
+def explain_exit(code: int, log_path: Path) -> str:
+    """How a trainer this dashboard started ended, in words: the cause (the error it printed, the exception, or
+    the signal that killed it), never merely its last progress line."""
+    if code == EXIT_OK:
+        return "finished"
+    if code == EXIT_STOPPED:
+        return "stopped safely (exit 130): last.pt saved — press r to resume"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return (
+            f"killed by {name}: ended from outside before it could stop cleanly (out of memory, or a kill) — "
+            "r resumes from the last checkpoint, if one was saved"
+        )
+    return f"trainer failed (exit {code}): {failure_cause(tail_text(log_path, 80))}"
+
+
+def failure_cause(log: str) -> str:
+    """The reason a trainer's output gives for failing: alm's `error:` line, else the exception a traceback
+    ends with, else its last line that is not progress."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("error:"):
+            return line.removeprefix("error:").strip()
+    for line in reversed(lines):
+        if _EXCEPTION_LINE.match(line):
+            return line
+    quiet = [line for line in lines if not line.startswith(("step ", "$ ")) and "tok/s" not in line]
+    return quiet[-1] if quiet else "it printed no error (see the Log tab)"

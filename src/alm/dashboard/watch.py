@@ -10,10 +10,8 @@ from pathlib import Path
 
 from alm.dashboard.events import EventTail
 from alm.dashboard.state import RunState
-from alm.runs import RunStatus
-from alm.train.rundir import RunDir
-
-LOG_FILE = "train.log"
+from alm.rundir import RunDir
+from alm.summary import RunStatus
 
 
 def discover_runs(runs_dir: Path) -> list[RunDir]:
@@ -22,7 +20,7 @@ def discover_runs(runs_dir: Path) -> list[RunDir]:
     if not runs_dir.is_dir():
         return []
     runs = (RunDir(p) for p in runs_dir.iterdir() if p.is_dir())
-    return sorted((r for r in runs if r.is_populated() or (r.path / LOG_FILE).exists()), key=lambda r: r.name)
+    return sorted((r for r in runs if r.is_populated() or r.log_path.exists()), key=lambda r: r.name)
 
 
 class RunWatch:

@@ -1,7 +1,9 @@
 """`DataConfig`: where text comes from, how it is cleaned and split, the tokenizer to train and how to pack it.
 
 Loaded by `alm.config` from `configs/corpus.yaml` (every key is documented there). With no file at all the
-default is the built-in tiny Shakespeare, split into documents at blank lines (one speech per document).
+default is the built-in tiny Shakespeare, split into documents at blank lines (one speech per document), with
+the last 10% of the text held out for validation (nanoGPT's split). The `tokenizer:` section is the tokenizer
+layer's own `TokenizerConfig`.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ from pathlib import Path
 from typing import Literal
 
 from alm.config import require
+from alm.tokenizer.config import TokenizerConfig
 
 SourceType = Literal["builtin", "local", "huggingface"]
 Boundary = Literal["blank_line", "line", "file"]
+SplitMethod = Literal["tail", "blocks", "hash"]
 BUILTIN_CORPORA = ("tinyshakespeare",)
-SPECIAL_TOKENS = ("<|bos|>", "<|eos|>", "<|pad|>")  # ids 0, 1, 2 in every tokenizer we train
-MIN_VOCAB_SIZE = 256 + len(SPECIAL_TOKENS) + 1  # every byte, the specials, and room for one learned token
 
 # Keys each source type understands; anything else set away from its default is a config mistake.
 _TYPE_KEYS: dict[str, tuple[str, ...]] = {
@@ -96,26 +98,6 @@ class CleaningConfig:
 
 
 @dataclass
-class TokenizerConfig:
-    type: Literal["bpe", "unigram"] = "bpe"
-    vocab_size: int = 4096  # including the 256 byte symbols and the 3 special tokens
-    max_bytes: int | None = 100_000_000  # training sample cap (bounded memory); null = whole train split
-    max_lines: int | None = None  # training sample cap in lines; null = no cap
-    min_frequency: int = 2  # bpe only: a merge must occur at least this often
-
-    def validate(self) -> None:
-        require(
-            self.vocab_size >= MIN_VOCAB_SIZE,
-            "vocab_size",
-            f"must be at least {MIN_VOCAB_SIZE} (256 bytes + 3 special tokens + 1), got {self.vocab_size}",
-        )
-        require(self.vocab_size < 2**32, "vocab_size", "must fit in uint32 shards")
-        require(self.max_bytes is None or self.max_bytes > 0, "max_bytes", "must be positive (or null)")
-        require(self.max_lines is None or self.max_lines > 0, "max_lines", "must be positive (or null)")
-        require(self.min_frequency >= 1, "min_frequency", "must be at least 1")
-
-
-@dataclass
 class PackingConfig:
     shard_tokens: int = 100_000_000  # tokens per shard file (the last shard of a split holds the rest)
     workers: int = (
@@ -131,9 +113,11 @@ class PackingConfig:
 class DataConfig:
     sources: list[SourceConfig] = field(default_factory=lambda: [SourceConfig()])
     cleaning: CleaningConfig = field(default_factory=CleaningConfig)
-    val_fraction: float = 0.1  # share of documents (chosen by hash) held out for validation
-    seed: int = 1337  # salts the document hash that decides the split
-    root: Path = Path("data")  # clean/, tokenizer/ and packed/ live under here
+    split: SplitMethod = "tail"  # how val is held out (alm.data.split): tail | blocks | hash
+    val_fraction: float = 0.1  # share of the text held out for validation
+    val_block_bytes: int = 100_000  # split: blocks — size of each contiguous held-out block
+    seed: int = 1337  # split: hash — salts the document hash that decides each document's side
+    root: Path = Path("data")  # clean/, tokenizer-*/ and packed-*/ live under here
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     packing: PackingConfig = field(default_factory=PackingConfig)
 
@@ -142,17 +126,16 @@ class DataConfig:
         require(
             0.0 < self.val_fraction < 1.0, "val_fraction", f"must be between 0 and 1, got {self.val_fraction}"
         )
+        require(self.val_block_bytes >= 1, "val_block_bytes", f"must be positive, got {self.val_block_bytes}")
 
 
 __all__ = [
     "BUILTIN_CORPORA",
-    "MIN_VOCAB_SIZE",
-    "SPECIAL_TOKENS",
     "Boundary",
     "CleaningConfig",
     "DataConfig",
     "PackingConfig",
     "SourceConfig",
     "SourceType",
-    "TokenizerConfig",
+    "SplitMethod",
 ]

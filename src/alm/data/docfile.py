@@ -3,7 +3,8 @@
 Lossless by construction: cleaning removes every C0/C1 control character except \\n and \\t, so the record
 separator U+001E can never occur inside a document, and a document may hold any other text (blank lines,
 leading spaces, trailing newlines). The file stays readable with `less`, and `sha256sum` of it is the split's
-sha256 recorded in `stats.json`. Reading streams in fixed-size chunks, so memory does not grow with the file.
+sha256 recorded in `stats.json`. Reading streams in fixed-size chunks, so memory does not grow with the file
+(only with the longest document, which is joined once, not re-copied per chunk).
 """
 
 from __future__ import annotations
@@ -59,19 +60,23 @@ def iter_documents(path: Path) -> Iterator[str]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"clean text file not found: {path}", hint="run `alm data prepare` to create it")
-    tail = ""
+    pending: list[str] = []  # chunks of an unfinished document, joined once its separator arrives
     try:
         with path.open("r", encoding="utf-8", newline="") as f:
             while chunk := f.read(_CHUNK_CHARS):
-                parts = (tail + chunk).split(DOC_SEPARATOR)
-                tail = parts.pop()
+                split_across = pending and pending[-1].endswith("\x1e") and chunk.startswith("\n")
+                if DOC_SEPARATOR not in chunk and not split_across:
+                    pending.append(chunk)
+                    continue
+                parts = "".join([*pending, chunk]).split(DOC_SEPARATOR)
+                pending = [parts.pop()]
                 yield from parts
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{path} is not UTF-8 (byte {exc.start}): not a clean-text file written by alm",
             hint="run `alm data prepare --force` to rebuild it",
         ) from None
-    if tail:
+    if "".join(pending):
         raise DataError(
             f"{path} ends in the middle of a document (truncated?)",
             hint="run `alm data prepare --force` to rebuild it",

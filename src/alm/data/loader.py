@@ -19,12 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from alm.data.pack import MANIFEST_FILE
-from alm.data.shards import FORMAT_VERSION, HEADER_BYTES, TOKEN_DTYPE, open_tokens, read_header
-from alm.data.stage import read_json, sha256_file
+from alm.data.shards import TOKEN_DTYPE, open_split, read_manifest
 from alm.errors import DataError
-
-REBUILD_HINT = "rebuild with `alm pack --force`"
 
 
 @dataclass
@@ -43,42 +39,9 @@ class PackedDataset:
     ) -> PackedDataset:
         """Memmap a split after checking the manifest, every shard's header and size (and sha256 if asked)."""
         packed_dir = Path(packed_dir)
-        manifest = read_json(packed_dir / MANIFEST_FILE)
-        if manifest is None:
-            raise DataError(
-                f"no packed dataset in {packed_dir} (manifest.json missing)",
-                hint="run `alm pack` (or `alm data prepare` then `alm pack`)",
-            )
-        if manifest.get("format") != "alm-packed" or manifest.get("version") != FORMAT_VERSION:
-            raise DataError(
-                f"{packed_dir / MANIFEST_FILE} is not an alm packed manifest of version {FORMAT_VERSION}",
-                hint=REBUILD_HINT,
-            )
-        splits = manifest.get("splits", {})
-        if split not in splits:
-            raise DataError(
-                f"{packed_dir} has no '{split}' split (it has: {', '.join(splits) or 'none'})",
-                hint=REBUILD_HINT,
-            )
-        shards, counts = [], []
-        for entry in splits[split]["shards"]:
-            file = packed_dir / entry["file"]
-            if not file.is_file():
-                raise DataError(
-                    f"manifest {packed_dir / MANIFEST_FILE} names shard {entry['file']}, which is missing",
-                    hint=REBUILD_HINT,
-                )
-            header = read_header(file)
-            if header.num_tokens != entry["tokens"] or header.vocab_size != manifest["vocab_size"]:
-                raise DataError(
-                    f"{file}: header says {header.num_tokens} tokens / vocab {header.vocab_size}, manifest "
-                    f"says {entry['tokens']} / {manifest['vocab_size']}",
-                    hint=REBUILD_HINT,
-                )
-            if verify_checksums and sha256_file(file, offset=HEADER_BYTES) != entry["sha256"]:
-                raise DataError(f"{file}: sha256 does not match the manifest (corrupted?)", hint=REBUILD_HINT)
-            shards.append(open_tokens(file, header))
-            counts.append(header.num_tokens)
+        manifest = read_manifest(packed_dir)
+        shards = open_split(packed_dir, manifest, split, verify_checksums=verify_checksums)
+        counts = [s.size for s in shards]
         offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
         return cls(packed_dir, split, manifest, shards, offsets)
 
@@ -129,8 +92,19 @@ def _require_windows(ds: PackedDataset, seq_len: int) -> None:
         )
 
 
-def _to_batch(windows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """[B, T + 1] uint32 windows -> (inputs, targets) int64 [B, T] each (only the batch is widened)."""
+def _to_batch(windows: np.ndarray, ds: PackedDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, T + 1] uint32 windows -> (inputs, targets) int64 [B, T] each (only the batch is widened).
+
+    Ids are range-checked here, per batch (cheap), so a corrupt payload is a clear error, not an IndexError
+    deep in the embedding mid-training.
+    """
+    top = int(windows.max()) if windows.size else 0
+    if top >= ds.vocab_size:
+        raise DataError(
+            f"the {ds.split} split of {ds.path} holds token id {top}, outside its {ds.vocab_size}-token "
+            "vocabulary (a corrupt shard)",
+            hint=f"find it with `alm data info {ds.path} --verify`; rebuild it with `alm pack --force`",
+        )
     wide = torch.from_numpy(windows.astype(np.int64))
     return wide[:, :-1].contiguous(), wide[:, 1:].contiguous()
 
@@ -184,7 +158,7 @@ class BatchSampler:
                 start = offset + int(perm[self.position]) * self.seq_len
                 windows[i - mine.start] = self.ds.read(start, self.seq_len + 1)
             self.position += 1
-        return _to_batch(windows)
+        return _to_batch(windows, self.ds)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         while True:
@@ -222,7 +196,7 @@ def iter_eval_batches(
         count = min(batch_size, n_windows - first)
         span = ds.read(first * seq_len, count * seq_len + 1)
         idx = np.arange(count)[:, None] * seq_len + np.arange(seq_len + 1)[None, :]
-        yield _to_batch(span[idx])
+        yield _to_batch(span[idx], ds)
 
 
 def check_compatible(ds: PackedDataset, vocab_size: int, tokenizer_fingerprint: str | None = None) -> None:

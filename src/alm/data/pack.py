@@ -1,13 +1,17 @@
 """Pack: clean text -> token ids -> uint32 shards + manifest.json (see `alm.data.shards` for the format).
 
-Documents stream from the clean files in batches of about 256 KB of text; each batch is encoded with the Rust
-tokenizer's `encode_batch_fast` (which spreads a batch over every core by itself) and <|eos|> follows every
-document. Memory is bounded by one batch and one write, whatever the corpus size. `workers > 1` encodes
-batches in that many single-threaded processes instead (in order, a bounded number in flight); on our 2-core
-machine that is no faster than the in-process path (docs/BENCHMARKS.md, "Packing"), so auto picks in-process.
+Documents stream from the clean files; long ones are cut into pieces at pre-token boundaries (which changes no
+id, see `alm.tokenizer.pieces`; tokenizers for which it would, such as an imported Llama's, encode documents
+whole) and the pieces are grouped into batches of about 256 KB of text, so a batch —
+and the encoder's memory — stays bounded even for one 50 MB line. Each batch is encoded with the Rust
+tokenizer's `encode_batch_fast` (which spreads a batch over every core by itself) and <|eos|> follows the last
+piece of every document. `workers > 1` encodes batches in that many single-threaded processes instead (in
+order, a bounded number in flight); on our 2-core machine that is no faster than the in-process path
+(docs/BENCHMARKS.md, "Packing"), so auto picks in-process.
 
 The shards are written into a staging directory beside the output and swapped in at the end, so an
-interrupted pack leaves the previous shards untouched.
+interrupted pack leaves the previous shards untouched. Up-to-date shards are checked cheaply (headers and file
+sizes against the manifest) and re-packed when damaged; `alm data info --verify` checks hashes and ids too.
 """
 
 from __future__ import annotations
@@ -16,10 +20,9 @@ import collections
 import hashlib
 import itertools
 import os
-import re
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,15 +31,18 @@ import numpy as np
 
 from alm.data.config import PackingConfig
 from alm.data.docfile import iter_documents
+from alm.data.layout import MANIFEST_FILE
 from alm.data.prepare import SPLITS, STATS_FILE
-from alm.data.shards import FORMAT_VERSION, HEADER_BYTES, TOKEN_DTYPE, ShardWriter
+from alm.data.shards import FORMAT_VERSION, HEADER_BYTES, TOKEN_DTYPE, ShardWriter, open_split
 from alm.data.stage import announce, check_output, progress_task, read_json, signature, write_json_atomic
 from alm.errors import DataError
+from alm.tokenizer.pieces import gpt2_pre_tokenization, split_long_document
 from alm.tokenizer.tokenizer import Tokenizer
 
-MANIFEST_FILE = "manifest.json"
 BATCH_CHARS = 1 << 18  # ~256 KB of text per encode call: enough documents for both cores, small peak memory
-MAX_PIECE_CHARS = 1 << 16
+MAX_WHOLE_CHARS = 1 << 24  # the longest document encoded uncut (~2 GB of encoder memory)
+PACK_HINT = "rebuild it with `alm pack --force`, or build elsewhere with --set data.root=DIR"
+Batch = tuple[list[str], list[bool]]  # text pieces, and whether each one ends its document
 
 
 def pack_inputs(clean_stats: dict[str, Any], tokenizer: Tokenizer, cfg: PackingConfig) -> dict[str, Any]:
@@ -66,17 +72,38 @@ def pack_dataset(
     console: Any = None,
     force: bool = False,
     rebuild: bool = False,
+    settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Tokenise both clean splits into shards under `out_dir` unless already up to date; returns the manifest."""
+    """Tokenise both clean splits into shards under `out_dir` unless already up to date; returns the manifest.
+
+    Every input is derived (the clean text, the tokenizer, where the stream is cut into files), so stale shards
+    are simply re-packed; only a directory alm did not write is refused without `force`. `settings` (the data
+    config, recorded in the manifest) lets `alm train --data PACKED_DIR` rebuild the same data later.
+    """
     clean_dir, out_dir = Path(clean_dir), Path(out_dir)
     stats = read_clean_stats(clean_dir)
     tokenizer = Tokenizer.load(tokenizer_path)
     inputs = pack_inputs(stats, tokenizer, cfg)
-    if check_output(out_dir, MANIFEST_FILE, inputs, force=force, rebuild=rebuild, what="packed shards"):
-        announce(console, f"shards in {out_dir} are up to date")
+    reason = check_output(
+        out_dir,
+        MANIFEST_FILE,
+        inputs,
+        force=force,
+        rebuild=rebuild,
+        derived=tuple(inputs),
+        what="packed shards",
+        hint=PACK_HINT,
+    )
+    if reason is None:
         manifest = read_json(out_dir / MANIFEST_FILE)
         assert manifest is not None
-        return manifest
+        damage = _damage(out_dir, manifest)
+        if damage is None:
+            announce(console, f"shards in {out_dir} are up to date")
+            return manifest
+        reason = damage
+    if reason not in ("not built yet", "rebuild requested"):
+        announce(console, f"re-packing {out_dir}: {reason}")
     staging = out_dir.parent / f".{out_dir.name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -104,6 +131,7 @@ def pack_dataset(
             "seconds": round(time.perf_counter() - started, 3),
             "signature": signature(inputs),
             "inputs": inputs,
+            "data": dict(settings) if settings is not None else None,
         }
         write_json_atomic(staging / MANIFEST_FILE, manifest)
         _swap_in(staging, out_dir)
@@ -116,6 +144,16 @@ def pack_dataset(
         f"{manifest['seconds']:.1f} s -> {out_dir}",
     )
     return manifest
+
+
+def _damage(out_dir: Path, manifest: dict[str, Any]) -> str | None:
+    """Why up-to-date shards cannot be used as they are (missing, truncated, headers off), or None."""
+    try:
+        for split in SPLITS:
+            open_split(out_dir, manifest, split)
+    except DataError as exc:
+        return exc.message
+    return None
 
 
 def _pack_split(
@@ -132,22 +170,19 @@ def _pack_split(
     text_sha = hashlib.sha256()
     counts = {"documents": 0, "bytes": 0}
 
-    def batches(advance: Callable[[float], None]) -> Iterator[list[str]]:
-        for batch in batch_documents(iter_documents(path)):
-            size = 0
-            for doc in batch:
-                data = doc.encode("utf-8")
-                text_sha.update(data)
-                text_sha.update(b"\x1e\n")
-                size += len(data)
-            counts["bytes"] += size
-            counts["documents"] += len(batch)
-            advance(size)
-            yield batch
+    def documents(advance: Callable[[float], None]) -> Iterator[str]:
+        for doc in iter_documents(path):
+            data = doc.encode("utf-8")
+            text_sha.update(data)
+            text_sha.update(b"\x1e\n")
+            counts["bytes"] += len(data)
+            counts["documents"] += 1
+            advance(len(data))
+            yield doc
 
     try:
         with progress_task(console, f"packing {split}", total=expected.get("bytes")) as advance:
-            for tokens in encoder.map(batches(advance)):
+            for tokens in encoder.map(batch_pieces(documents(advance), split=document_splitter(tokenizer))):
                 writer.write(tokens)
         shards = writer.close()
     except BaseException:
@@ -166,86 +201,77 @@ def _pack_split(
     }
 
 
-def batch_documents(documents: Iterable[str], batch_chars: int = BATCH_CHARS) -> Iterator[list[str]]:
-    """Group documents into lists of about `batch_chars` characters (one long document is its own batch)."""
-    batch: list[str] = []
-    size = 0
-    for doc in documents:
-        batch.append(doc)
-        size += len(doc)
-        if size >= batch_chars:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
+def document_splitter(tokenizer: Tokenizer) -> Callable[[str], list[str]]:
+    """How documents are cut before encoding: at pre-token boundaries where that keeps every id (GPT-2's
+    pre-tokenization, which every tokenizer alm trains has), else not at all — an imported Llama tokenizer's ids
+    would change at every cut (`alm.tokenizer.pieces`)."""
+    differs = gpt2_pre_tokenization(tokenizer.backend)
+    if differs is None:
+        return split_long_document
 
-
-def split_long_document(doc: str, max_chars: int = MAX_PIECE_CHARS) -> list[str]:
-    """Cut a long document into pieces of at most about `max_chars`, each cut just before a space, tab or
-    newline that follows a non-space character.
-
-    The ByteLevel pre-tokenizer (GPT-2's regex, which tiles the text left to right with no lookbehind) always
-    ends a pre-token at such a point and starts the next one there, so encoding the pieces gives exactly the
-    ids of encoding the whole — while a batch of pieces spreads over every core and the encoder's memory stays
-    bounded (one 4 MB document costs ~0.5 GB otherwise). Cuts prefer newlines; text with no cut point
-    (one enormous word) stays whole.
-    """
-    if len(doc) <= max_chars:
+    def whole(doc: str) -> list[str]:
+        if len(doc) > MAX_WHOLE_CHARS:
+            raise DataError(
+                f"a document of {len(doc):,} characters is too long to encode whole, and this tokenizer "
+                f"({differs}) cannot cut it into pieces without changing its ids",
+                hint="split the text into smaller documents (data.sources[].boundary: blank_line or line)",
+            )
         return [doc]
-    pieces, start = [], 0
-    while len(doc) - start > max_chars:
-        lo, hi = start + max_chars // 2, start + max_chars
-        cut = _last_match(_CUT_AT_NEWLINE, doc, lo, hi) or _last_match(_CUT_AT_SPACE, doc, lo, hi)
-        if cut is None:
-            found = _CUT_ANY.search(doc, hi)
-            if found is None:
-                break
-            cut = found.start()
-        pieces.append(doc[start:cut])
-        start = cut
-    pieces.append(doc[start:])
-    return pieces
+
+    return whole
 
 
-_CUT_AT_NEWLINE = re.compile(r"(?<=\S)\n")
-_CUT_AT_SPACE = re.compile(r"(?<=\S)[ \t]")
-_CUT_ANY = re.compile(r"(?<=\S)[ \t\n]")
+def batch_pieces(
+    documents: Iterable[str],
+    batch_chars: int = BATCH_CHARS,
+    *,
+    split: Callable[[str], list[str]] = split_long_document,
+) -> Iterator[Batch]:
+    """Documents cut into pieces (`split`, see `document_splitter`) and grouped into batches of about
+    `batch_chars`.
 
-
-def _last_match(pattern: re.Pattern[str], text: str, lo: int, hi: int) -> int | None:
-    last = None
-    for match in pattern.finditer(text, lo, hi):
-        last = match.start()
-    return last
-
-
-def encode_pieces(backend: Any, documents: list[str]) -> tuple[list[Any], list[int]]:
-    """Encode `documents` (long ones cut into pieces) in one batch; ends[i] is the last piece of document i.
-
-    This is the Rust part: it releases the GIL and spreads the batch over every core.
+    A long document spreads over several batches, so no batch — and no encode call — is much larger than
+    `batch_chars`; the flags mark each document's last piece, after which <|eos|> goes.
     """
     pieces: list[str] = []
-    ends: list[int] = []
+    ends: list[bool] = []
+    size = 0
     for doc in documents:
-        pieces.extend(split_long_document(doc))
-        ends.append(len(pieces) - 1)
-    return backend.encode_batch_fast(pieces, add_special_tokens=False), ends
+        parts = split(doc)
+        for i, part in enumerate(parts):
+            pieces.append(part)
+            ends.append(i == len(parts) - 1)
+            size += len(part)
+            if size >= batch_chars:
+                yield pieces, ends
+                pieces, ends, size = [], [], 0
+    if pieces:
+        yield pieces, ends
 
 
-def flatten_ids(encodings: list[Any], ends: list[int], eos_id: int) -> np.ndarray:
-    """One uint32 array: every document's ids followed by `eos_id`."""
+def encode_batch(backend: Any, batch: Batch, eos_id: int) -> np.ndarray:
+    """One batch as a uint32 array: the pieces' ids, with `eos_id` after each document's last piece.
+
+    The encode call is the Rust part: it releases the GIL and spreads the batch over every core.
+    """
+    pieces, ends = batch
+    return flatten_ids(backend.encode_batch_fast(pieces, add_special_tokens=False), ends, eos_id)
+
+
+def flatten_ids(encodings: list[Any], ends: list[bool], eos_id: int) -> np.ndarray:
+    """One uint32 array: each encoding's ids, followed by `eos_id` where `ends` says a document ends."""
     ids = [e.ids for e in encodings]
-    is_end = set(ends)
-    total = sum(map(len, ids)) + len(ends)
+    total = sum(map(len, ids)) + sum(ends)
     flat = itertools.chain.from_iterable(
-        itertools.chain(x, (eos_id,)) if i in is_end else x for i, x in enumerate(ids)
+        itertools.chain(x, (eos_id,)) if end else x for x, end in zip(ids, ends, strict=True)
     )
     return np.fromiter(flat, dtype=TOKEN_DTYPE, count=total)
 
 
 def encode_documents(backend: Any, documents: list[str], eos_id: int) -> np.ndarray:
     """Token ids of `documents`, each followed by `eos_id`, as one uint32 array."""
-    return flatten_ids(*encode_pieces(backend, documents), eos_id)
+    arrays = [encode_batch(backend, batch, eos_id) for batch in batch_pieces(documents)]
+    return np.concatenate(arrays) if arrays else np.empty(0, dtype=TOKEN_DTYPE)
 
 
 class Encoder:
@@ -259,16 +285,16 @@ class Encoder:
         self.backend = tokenizer.backend
         self.eos_id = tokenizer.eos_id
 
-    def map(self, batches: Iterable[list[str]]) -> Iterator[np.ndarray]:
+    def map(self, batches: Iterable[Batch]) -> Iterator[np.ndarray]:
         """Token arrays of `batches`, in order (at most two batches in flight)."""
         with ThreadPoolExecutor(1) as helper:
-            pending: collections.deque[Future[tuple[list[Any], list[int]]]] = collections.deque()
+            pending: collections.deque[Future[np.ndarray]] = collections.deque()
             for batch in batches:
-                pending.append(helper.submit(encode_pieces, self.backend, batch))
+                pending.append(helper.submit(encode_batch, self.backend, batch, self.eos_id))
                 if len(pending) >= 2:
-                    yield flatten_ids(*pending.popleft().result(), self.eos_id)
+                    yield pending.popleft().result()
             while pending:
-                yield flatten_ids(*pending.popleft().result(), self.eos_id)
+                yield pending.popleft().result()
 
     def __enter__(self) -> Encoder:
         return self
@@ -293,7 +319,7 @@ class PoolEncoder(Encoder):
         )
         self.in_flight = 2 * workers
 
-    def map(self, batches: Iterable[list[str]]) -> Iterator[np.ndarray]:
+    def map(self, batches: Iterable[Batch]) -> Iterator[np.ndarray]:
         pending: collections.deque[Future[bytes]] = collections.deque()
         for batch in batches:
             pending.append(self.pool.submit(_worker_encode, batch, self.eos_id))
@@ -320,8 +346,8 @@ def _worker_init(tokenizer_path: str) -> None:
     _worker_backend = Tokenizer.load(tokenizer_path).backend
 
 
-def _worker_encode(batch: list[str], eos_id: int) -> bytes:
-    return encode_documents(_worker_backend, batch, eos_id).tobytes()
+def _worker_encode(batch: Batch, eos_id: int) -> bytes:
+    return encode_batch(_worker_backend, batch, eos_id).tobytes()
 
 
 def _swap_in(staging: Path, out_dir: Path) -> None:
@@ -335,16 +361,18 @@ def _swap_in(staging: Path, out_dir: Path) -> None:
 
 
 __all__ = [
+    "BATCH_CHARS",
     "MANIFEST_FILE",
+    "Batch",
     "Encoder",
     "PoolEncoder",
-    "batch_documents",
+    "batch_pieces",
+    "document_splitter",
+    "encode_batch",
     "encode_documents",
-    "encode_pieces",
     "flatten_ids",
     "make_encoder",
     "pack_dataset",
     "pack_inputs",
     "read_clean_stats",
-    "split_long_document",
 ]

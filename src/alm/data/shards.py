@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from alm.data.layout import MANIFEST_FILE
+from alm.data.stage import read_json, sha256_file
 from alm.errors import DataError
 
 MAGIC = b"ALMTOKS\x00"
@@ -84,6 +86,71 @@ def open_tokens(path: Path, header: ShardHeader | None = None) -> np.memmap:
     return np.memmap(path, dtype=TOKEN_DTYPE, mode="r", offset=HEADER_BYTES, shape=(header.num_tokens,))
 
 
+def read_manifest(packed_dir: Path) -> dict[str, Any]:
+    """`manifest.json` of a packed directory, checked for format and version."""
+    packed_dir = Path(packed_dir)
+    manifest = read_json(packed_dir / MANIFEST_FILE)
+    if manifest is None:
+        raise DataError(
+            f"no packed dataset in {packed_dir} (manifest.json missing)",
+            hint="run `alm pack` (or `alm data prepare` then `alm pack`)",
+        )
+    if manifest.get("format") != "alm-packed" or manifest.get("version") != FORMAT_VERSION:
+        raise DataError(
+            f"{packed_dir / MANIFEST_FILE} is not an alm packed manifest of version {FORMAT_VERSION}",
+            hint=REBUILD_HINT,
+        )
+    return manifest
+
+
+def open_split(
+    packed_dir: Path, manifest: dict[str, Any], split: str, *, verify_checksums: bool = False
+) -> list[np.memmap]:
+    """Memmap a split's shards after checking each one's header and size against the manifest (cheap: no
+    payload is read), and its sha256 too if asked."""
+    packed_dir = Path(packed_dir)
+    splits = manifest.get("splits", {})
+    if split not in splits:
+        raise DataError(
+            f"{packed_dir} has no '{split}' split (it has: {', '.join(splits) or 'none'})", hint=REBUILD_HINT
+        )
+    shards = []
+    for entry in splits[split]["shards"]:
+        file = packed_dir / entry["file"]
+        if not file.is_file():
+            raise DataError(
+                f"manifest {packed_dir / MANIFEST_FILE} names shard {entry['file']}, which is missing",
+                hint=REBUILD_HINT,
+            )
+        header = read_header(file)
+        if header.num_tokens != entry["tokens"] or header.vocab_size != manifest["vocab_size"]:
+            raise DataError(
+                f"{file}: header says {header.num_tokens} tokens / vocab {header.vocab_size}, manifest "
+                f"says {entry['tokens']} / {manifest['vocab_size']}",
+                hint=REBUILD_HINT,
+            )
+        if verify_checksums and sha256_file(file, offset=HEADER_BYTES) != entry["sha256"]:
+            raise DataError(f"{file}: sha256 does not match the manifest (corrupted?)", hint=REBUILD_HINT)
+        shards.append(open_tokens(file, header))
+    return shards
+
+
+def verify_split(packed_dir: Path, manifest: dict[str, Any], split: str) -> None:
+    """Everything `open_split` checks, plus every shard's sha256 and every token id below the vocabulary size."""
+    vocab = int(manifest["vocab_size"])
+    entries = manifest["splits"][split]["shards"]
+    for entry, tokens in zip(
+        entries, open_split(packed_dir, manifest, split, verify_checksums=True), strict=True
+    ):
+        for start in range(0, tokens.size, 1 << 24):  # 64 MB at a time
+            top = int(tokens[start : start + (1 << 24)].max())
+            if top >= vocab:
+                raise DataError(
+                    f"{Path(packed_dir) / entry['file']}: token id {top} is outside the vocabulary (0..{vocab - 1})",
+                    hint=REBUILD_HINT,
+                )
+
+
 class ShardWriter:
     """Stream tokens into fixed-size shards `{split}-NNNNN.bin` under `directory`; memory stays O(1 write)."""
 
@@ -100,12 +167,16 @@ class ShardWriter:
 
     def write(self, tokens: np.ndarray) -> None:
         tokens = np.ascontiguousarray(tokens, dtype=TOKEN_DTYPE)
+        if tokens.size and int(tokens.max()) >= self.vocab_size:  # one pass over a batch already in cache
+            raise DataError(
+                f"token id {int(tokens.max())} is outside the {self.vocab_size}-token vocabulary of "
+                f"{self.directory / self.split}-*.bin (the tokenizer and the shards disagree)"
+            )
         while tokens.size:
-            if self._file is None:
-                self._open_next()
+            file = self._file if self._file is not None else self._open_next()
             take = min(self.shard_tokens - self._count, tokens.size)
             chunk = tokens[:take].tobytes()
-            self._file.write(chunk)
+            file.write(chunk)
             self._sha.update(chunk)
             self._count += take
             self.total_tokens += take
@@ -125,13 +196,14 @@ class ShardWriter:
             self._file.close()
             self._file = None
 
-    def _open_next(self) -> None:
+    def _open_next(self) -> Any:
         name = f"{self.split}-{len(self.shards):05d}.bin"
         self._file = (self.directory / name).open("wb")
         self._file.write(encode_header(0, self.vocab_size))  # rewritten with the count in _finish
         self._sha = hashlib.sha256()
         self._count = 0
         self.shards.append({"file": name, "tokens": 0, "sha256": ""})
+        return self._file
 
     def _finish(self) -> None:
         self._file.seek(0)
@@ -147,10 +219,14 @@ __all__ = [
     "FORMAT_VERSION",
     "HEADER_BYTES",
     "MAGIC",
+    "REBUILD_HINT",
     "TOKEN_DTYPE",
     "ShardHeader",
     "ShardWriter",
     "encode_header",
+    "open_split",
     "open_tokens",
     "read_header",
+    "read_manifest",
+    "verify_split",
 ]

@@ -30,12 +30,13 @@ import json
 import lzma
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from alm.data.config import SourceConfig
+from alm.data.stage import sha256_file
 from alm.errors import AlmError, DataError, UsageError
 
 Warn = Callable[[str], None]
@@ -81,17 +82,37 @@ def describe_source(source: SourceConfig) -> str:
     return f"huggingface:{source.repo}@{source.revision} [{pattern}]{split}"
 
 
-def source_fingerprint(source: SourceConfig) -> Any:
-    """Cheap, offline evidence of what a source holds now; a change makes the prepared data stale."""
+class FileHashes:
+    """sha256 of local files, reusing a previous run's digest when a file's size and mtime are unchanged.
+
+    Content decides staleness (a file copied again with the same bytes is unchanged), and only files whose
+    size or mtime moved are read again. `entries` ({path: [size, mtime_ns, sha256]}) is what to keep for next time.
+    """
+
+    def __init__(self, known: Mapping[str, Any] | None = None):
+        self._known = dict(known or {})
+        self.entries: dict[str, list[Any]] = {}
+
+    def sha256(self, path: Path) -> str:
+        st = path.stat()
+        cached = self._known.get(str(path))
+        if isinstance(cached, list) and len(cached) == 3 and cached[:2] == [st.st_size, st.st_mtime_ns]:
+            digest = str(cached[2])
+        else:
+            digest = sha256_file(path)
+        self.entries[str(path)] = [st.st_size, st.st_mtime_ns, digest]
+        return digest
+
+
+def source_fingerprint(source: SourceConfig, hashes: FileHashes) -> Any:
+    """Offline evidence of what a source holds now (local files by content); a change makes the text stale."""
     if source.type == "builtin":
         with importlib.resources.as_file(_builtin_resource(source.name or "")) as path:
             return {"builtin": source.name, "size": path.stat().st_size}
     if source.type == "local":
-        files = []
-        for path in expand_local_paths(source.paths):
-            st = path.stat()
-            files.append([str(path), st.st_size, st.st_mtime_ns])
-        return {"files": files}
+        return {
+            "files": [[str(p), p.stat().st_size, hashes.sha256(p)] for p in expand_local_paths(source.paths)]
+        }
     # Not re-checked online: a moving branch (main) counts as unchanged; pin a commit as revision, or --force.
     return {"repo": source.repo, "revision": source.revision}
 
@@ -305,14 +326,14 @@ def _hf_files(source: SourceConfig, warn: Warn) -> tuple[list[str], Callable[[st
         ) from None
     except Exception as exc:  # network trouble comes as several transport error types
         try:
-            files, fetch = _hf_cached_files(source)
+            cached = _hf_cached_files(source)
         except AlmError:
             raise AlmError(
                 f"could not reach the Hugging Face Hub for dataset {repo}: {exc}",
                 hint="check the network, or download it once and set HF_HUB_OFFLINE=1",
             ) from None
         warn(f"could not reach the Hugging Face Hub ({exc}); using the cached copy of {repo}")
-        return files, fetch
+        return cached
     names = [s.rfilename for s in info.siblings or []]
     commit = info.sha or source.revision
     cache_dir = hf_cache_dir()
@@ -413,6 +434,7 @@ def _parquet_documents(path: Path, text_field: str) -> Iterator[str]:
 
 
 __all__ = [
+    "FileHashes",
     "SourceReport",
     "describe_source",
     "expand_local_paths",

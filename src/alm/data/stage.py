@@ -1,10 +1,11 @@
 """What every pipeline stage (prepare, tokenizer, pack) shares: input signatures, the overwrite guard, atomic
 JSON writes, file hashing and a progress bar that is silent off a terminal.
 
-A stage records the inputs it was built from (its config section and the sha256 of its upstream output) in its
-metadata file, plus a signature (sha256 of those inputs). A stage is up to date when the signature matches; an
-output directory that holds something else — other inputs, or files alm did not write — is never overwritten
-unless the caller passes force=True.
+A stage records the inputs it was built from (its own settings and the digests of its upstream output) in its
+metadata file, plus a signature (sha256 of those inputs). A stage is up to date when the signature matches. When
+only upstream digests changed the old output is stale by construction and is rebuilt; an output directory that
+holds something else — built with other settings of its own, or files alm did not write — is never overwritten
+unless the caller passes force=True (a refusal is a UsageError: exit 2, like any request alm will not carry out).
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from alm.errors import DataError
+from alm.errors import DataError, UsageError
 from alm.fileio import atomic_write_json as write_json_atomic
 
-FORCE_HINT = "pass --force to rebuild it (the old files are replaced), or set data.root to another directory"
+FORCE_HINT = (
+    "rebuild it with --force (`alm data prepare`, `alm tokenizer train` and `alm pack` take it), "
+    "or build elsewhere with --set data.root=DIR"
+)
 
 
 def signature(inputs: Any) -> str:
@@ -67,31 +71,46 @@ def first_difference(old: Any, new: Any, prefix: str = "") -> str | None:
 
 
 def check_output(
-    directory: Path, meta_file: str, inputs: dict[str, Any], *, force: bool, what: str, rebuild: bool = False
-) -> bool:
-    """True when `directory` already holds this stage's output for exactly these inputs (nothing to do).
+    directory: Path,
+    meta_file: str,
+    inputs: dict[str, Any],
+    *,
+    what: str,
+    force: bool = False,
+    rebuild: bool = False,
+    derived: tuple[str, ...] = (),
+    hint: str = FORCE_HINT,
+) -> str | None:
+    """Why `directory` must be built for `inputs`, or None when it already holds exactly that output.
 
-    False when the stage should build: the directory is missing or empty, `rebuild` is set (replacing output
-    of the same inputs is always safe), or it holds other data and `force` is set. Otherwise raises DataError
-    naming what differs, so nothing is overwritten by accident.
+    Builds when the directory is missing or empty, when `rebuild` is set (replacing output of the same inputs is
+    always safe), when only the `derived` inputs (upstream digests) changed, or when it holds other output and
+    `force` is set. Otherwise raises UsageError naming what differs, so nothing is overwritten by accident.
     """
     directory = Path(directory)
     if not directory.exists() or not any(directory.iterdir()):
-        return False
+        return "not built yet"
     meta = read_json(directory / meta_file) if (directory / meta_file).is_file() else None
     if meta is not None and meta.get("signature") == signature(inputs):
-        return not rebuild
+        return "rebuild requested" if rebuild else None
+    old = meta.get("inputs") if meta is not None else None
+    changed = (first_difference(old, inputs) if isinstance(old, dict) else None) or "<inputs>"
+    own = [k for k in inputs if k not in derived]
+    if (
+        isinstance(old, dict)
+        and first_difference({k: old.get(k) for k in own}, {k: inputs[k] for k in own}) is None
+    ):
+        return f"{changed} changed"  # only upstream digests moved: the old output is stale by construction
     if force:
-        return False
+        return "forced"
     if meta is None:
-        raise DataError(
+        raise UsageError(
             f"{directory} already holds files that are not {what} written by alm; refusing to overwrite",
-            hint=FORCE_HINT,
+            hint=hint,
         )
-    changed = first_difference(meta.get("inputs"), inputs) or "<inputs>"
-    raise DataError(
+    raise UsageError(
         f"{directory} holds {what} built from different inputs ({changed} changed); refusing to overwrite",
-        hint=FORCE_HINT,
+        hint=hint,
     )
 
 

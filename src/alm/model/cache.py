@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple, Protocol
+
 import torch
 
 from alm.errors import UsageError
 
 
+class CacheWriter(Protocol):
+    """What attention asks of a cache: store this layer's new keys/values, return every key/value to attend to."""
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
 class KVCache:
     """Per layer, keys and values shaped [batch, n_kv_heads, max_len, head_dim]; the first `length` positions
     are filled. Nothing grows per step: a forward pass writes its T new positions and then advances `length`.
-    Keys are stored after RoPE, so positions are baked in and never recomputed."""
+    Keys are stored after RoPE, so positions are baked in and never recomputed.
+
+    Every row shares `length` here. A batch whose rows sit at their own lengths (batched generation) keeps the
+    lengths itself and uses `row(i)` to prefill one row and `at(positions, n_keys)` for a decode step."""
 
     def __init__(
         self,
@@ -24,10 +35,14 @@ class KVCache:
         dtype: torch.dtype | None = None,
     ):
         shape = (batch_size, n_kv_heads, max_len, head_dim)
-        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
-        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
-        self.batch_size = batch_size
-        self.max_len = max_len
+        self._adopt(
+            [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)],
+            [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)],
+        )
+
+    def _adopt(self, keys: list[torch.Tensor], values: list[torch.Tensor]) -> None:
+        self.keys, self.values = keys, values
+        self.batch_size, self.max_len = keys[0].shape[0], keys[0].shape[2]
         self.length = 0  # a host int: reading it never syncs the device
 
     @property
@@ -68,3 +83,36 @@ class KVCache:
     def reset(self) -> None:
         """Forget the contents; the memory stays allocated for the next sequence."""
         self.length = 0
+
+    def row(self, i: int) -> KVCache:
+        """Row i as a cache of its own (batch 1, length 0) sharing this cache's memory: prefilling it writes the
+        row in place, so one sequence of a batch can (re)start while the others keep their keys."""
+        view = KVCache.__new__(KVCache)
+        view._adopt([k[i : i + 1] for k in self.keys], [v[i : i + 1] for v in self.values])
+        return view
+
+    def at(self, positions: torch.Tensor, n_keys: int) -> RowStep:
+        """A one-token decode step in which row b writes at positions[b] and reads keys [0, n_keys)."""
+        return RowStep(self.keys, self.values, positions, n_keys)
+
+
+class RowStep(NamedTuple):
+    """The cache seen by one decode step of rows at their own positions (static shapes, no host reads).
+
+    Row b stores its new key/value at positions[b]; attention reads the first n_keys positions of every row, and
+    the step's mask hides each row's keys after its own position (stale or another sequence's leftovers)."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    positions: torch.Tensor  # int64 [B], each < max_len
+    n_keys: int
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """k, v [B, n_kv_heads, 1, head_dim] -> every row's keys/values [B, n_kv_heads, n_keys, head_dim]."""
+        rows = torch.arange(k.shape[0], device=k.device)
+        keys, values = self.keys[layer], self.values[layer]
+        # Advanced indices around a slice select [B, n_kv_heads, head_dim]; an index_put does not cast, so the
+        # new entries take the cache's dtype (under autocast they arrive in the compute dtype).
+        keys[rows, :, self.positions] = k[:, :, 0].to(keys.dtype)
+        values[rows, :, self.positions] = v[:, :, 0].to(values.dtype)
+        return keys[:, :, : self.n_keys], values[:, :, : self.n_keys]

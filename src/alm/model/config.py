@@ -19,8 +19,9 @@ class RouterConfig:
     aux_loss_weight: float = 0.01  # Switch-style load balance: pushes the large-expert share towards 1/2
     z_loss_weight: float = 0.001  # ST-MoE router z-loss: keeps router logits small
     # Large-expert slots per sequence position = ceil(capacity_factor * batch / 2); tokens over it fall back to
-    # the small expert. Per position (never across positions), so the model stays causal and KV-cache decoding
-    # routes exactly like the full forward. None = no limit.
+    # the small expert. Per position (never across positions), so the model stays causal. Training mode only:
+    # in eval mode (evaluation, sampling) every token takes its router's choice, so a sequence's output never
+    # depends on the other sequences of its batch. None = no limit.
     capacity_factor: float | None = None
 
     def validate(self) -> None:

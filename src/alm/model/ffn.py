@@ -1,4 +1,8 @@
-"""Feed-forward blocks: SwiGLU (Llama), GELU MLP (GPT-2), and the dual-FFN router over a small and a large SwiGLU."""
+"""Feed-forward blocks: SwiGLU (Llama), GELU MLP (GPT-2), and the dual-FFN router over a small and a large SwiGLU.
+
+Every FFN returns `(y, aux)`: aux is the router's `RouterOutput` for a routed FFN and None for a dense one, so the
+block that calls it needs to know nothing about routing.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alm.model.config import ModelConfig
+from alm.model.init import residual_projection
 
 
 class SwiGLU(nn.Module):
@@ -18,9 +23,13 @@ class SwiGLU(nn.Module):
     def __init__(self, d_model: int, d_ff: int, bias: bool = False):
         super().__init__()
         self.gate_up = nn.Linear(d_model, 2 * d_ff, bias=bias)
-        self.down = nn.Linear(d_ff, d_model, bias=bias)
+        self.down = residual_projection(nn.Linear(d_ff, d_model, bias=bias))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.mlp(x), None
+
+    def mlp(self, x: torch.Tensor) -> torch.Tensor:
+        """The output alone (what the dual FFN's experts compute)."""
         gate, up = self.gate_up(x).chunk(2, dim=-1)
         return self.down(F.silu(gate) * up)
 
@@ -31,10 +40,10 @@ class GeluMLP(nn.Module):
     def __init__(self, d_model: int, d_ff: int, bias: bool = False):
         super().__init__()
         self.fc = nn.Linear(d_model, d_ff, bias=bias)
-        self.down = nn.Linear(d_ff, d_model, bias=bias)
+        self.down = residual_projection(nn.Linear(d_ff, d_model, bias=bias))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(F.gelu(self.fc(x), approximate="tanh"))
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.down(F.gelu(self.fc(x), approximate="tanh")), None
 
 
 class RouterOutput(NamedTuple):
@@ -50,6 +59,7 @@ class DualFFN(nn.Module):
     from the language-modelling loss. Both experts run densely and a mask selects (static shapes, no host sync,
     no nonzero()); at this scale that is cheaper than gather/scatter. The router has a bias: a global
     preference for one expert is a legitimate thing to learn, and it lets tests force a one-hot route.
+    The capacity limit applies in training mode only (see RouterConfig.capacity_factor).
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -65,11 +75,10 @@ class DualFFN(nn.Module):
         logits = self.router(x).float()  # [B, T, 2]; routing decisions in fp32 even under autocast
         p_large = logits.softmax(dim=-1)[..., 1]
         wants_large = p_large > 0.5  # a tie goes to the cheaper expert
-        use_large = (
-            wants_large if self.capacity_factor is None else wants_large & self._within_capacity(p_large)
-        )
+        limited = self.capacity_factor is not None and self.training
+        use_large = wants_large & self._within_capacity(p_large) if limited else wants_large
         gate = torch.where(use_large, p_large, 1.0 - p_large).unsqueeze(-1).to(x.dtype)
-        y = torch.where(use_large.unsqueeze(-1), self.large(x), self.small(x)) * gate
+        y = torch.where(use_large.unsqueeze(-1), self.large.mlp(x), self.small.mlp(x)) * gate
 
         # Switch-Transformer balance loss for 2 experts, 2·Σ_e f_e·P_e (1 when balanced), plus the z-loss.
         frac_large = use_large.float().mean()
@@ -85,6 +94,7 @@ class DualFFN(nn.Module):
 
         Ranking runs over the batch dimension only, never over positions, so a token's route cannot depend on
         later tokens and a KV-cache decode makes exactly the choices of the full forward pass."""
+        assert self.capacity_factor is not None
         batch = p_large.shape[0]
         capacity = math.ceil(self.capacity_factor * batch / 2)
         if capacity >= batch:

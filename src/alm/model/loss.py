@@ -14,6 +14,7 @@ The gradients are computed during the forward, so this is for training (grad ena
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,7 @@ MAX_COMPILED_CHUNKS = 16  # torch.compile unrolls the chunk loop: bound the grap
 class _FusedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx,
+        ctx: Any,
         x: torch.Tensor,
         weight: torch.Tensor,
         targets: torch.Tensor,
@@ -69,10 +70,10 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, grad_loss: torch.Tensor
+        ctx: Any, grad_loss: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, None, None, None]:
         grad_x, grad_w, count = ctx.saved_tensors
-        x_dtype, w_dtype = ctx.dtypes  # type: ignore[attr-defined]
+        x_dtype, w_dtype = ctx.dtypes
         scale = grad_loss / count
         return (grad_x * scale).to(x_dtype), (grad_w * scale).to(w_dtype), None, None, None
 

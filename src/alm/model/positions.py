@@ -15,6 +15,9 @@ from torch import nn
 class RotaryEmbedding(nn.Module):
     """cos/sin tables for positions [0, max_seq_len), laid out as two halves: (θ_0..θ_{d/2-1}, θ_0..θ_{d/2-1})."""
 
+    cos: torch.Tensor  # buffers, [max_seq_len, head_dim]
+    sin: torch.Tensor
+
     def __init__(self, head_dim: int, max_seq_len: int, theta: float = 10000.0):
         super().__init__()
         self.head_dim, self.max_seq_len, self.theta = head_dim, max_seq_len, theta
@@ -43,6 +46,11 @@ class RotaryEmbedding(nn.Module):
         """cos, sin for absolute positions [start, end), shaped [T, 1, head_dim] to broadcast over heads."""
         return self.cos[start:end, None].to(dtype), self.sin[start:end, None].to(dtype)
 
+    def at(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin for a tensor of positions [..., T] (each row of a batch at its own position), shaped
+        [..., T, 1, head_dim]: a gather instead of a slice, so nothing is read back to the host."""
+        return self.cos[positions].unsqueeze(-2).to(dtype), self.sin[positions].unsqueeze(-2).to(dtype)
+
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     x1, x2 = x.chunk(2, dim=-1)
@@ -70,10 +78,22 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
 def alibi_bias(slopes: torch.Tensor, start: int, end: int, dtype: torch.dtype) -> torch.Tensor:
     """Additive attention bias [1, H, T, end] for queries at [start, end) over keys [0, end):
     −slope·(i − j) for keys at or before the query, −inf after it (the causal mask is folded in)."""
-    device = slopes.device
-    query_pos = torch.arange(start, end, device=device)
-    key_pos = torch.arange(end, device=device)
-    distance = (query_pos[:, None] - key_pos[None, :]).to(torch.float32)  # [T, end], negative = future
-    bias = -slopes[:, None, None] * distance.clamp(min=0)
-    bias = bias.masked_fill(distance < 0, float("-inf"))
-    return bias.unsqueeze(0).to(dtype)
+    query_pos = torch.arange(start, end, device=slopes.device)
+    return alibi_bias_at(slopes, query_pos[None], end, dtype)
+
+
+def alibi_bias_at(
+    slopes: torch.Tensor, query_pos: torch.Tensor, n_keys: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """The same bias for queries at positions query_pos [B, T] (rows may differ) over keys [0, n_keys):
+    shaped [B, H, T, n_keys]."""
+    key_pos = torch.arange(n_keys, device=slopes.device)
+    distance = (query_pos[..., None] - key_pos).to(torch.float32)  # [B, T, n_keys], negative = future
+    bias = -slopes[:, None, None] * distance.clamp(min=0).unsqueeze(-3)  # [B, H, T, n_keys]
+    return bias.masked_fill(distance.unsqueeze(-3) < 0, float("-inf")).to(dtype)
+
+
+def causal_mask_at(query_pos: torch.Tensor, n_keys: int) -> torch.Tensor:
+    """Boolean mask [B, 1, T, n_keys] letting a query at query_pos [B, T] see keys at or before it."""
+    key_pos = torch.arange(n_keys, device=query_pos.device)
+    return (key_pos <= query_pos[..., None]).unsqueeze(-3)

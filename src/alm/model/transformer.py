@@ -10,12 +10,13 @@ from torch import nn
 
 from alm.errors import UsageError
 from alm.model.attention import Attention, AttentionContext
-from alm.model.cache import KVCache
+from alm.model.cache import CacheWriter, KVCache
 from alm.model.config import ModelConfig
-from alm.model.ffn import DualFFN, RouterOutput, make_ffn
+from alm.model.ffn import RouterOutput, make_ffn
+from alm.model.init import is_residual_projection
 from alm.model.loss import linear_cross_entropy
 from alm.model.norms import RMSNorm, make_norm
-from alm.model.positions import RotaryEmbedding, alibi_bias, alibi_slopes
+from alm.model.positions import RotaryEmbedding, alibi_bias, alibi_bias_at, alibi_slopes, causal_mask_at
 
 
 @dataclass
@@ -23,18 +24,19 @@ class ModelOutput:
     loss: torch.Tensor | None  # mean cross-entropy over targets != -100; excludes aux_loss
     aux_loss: torch.Tensor  # scalar: router balance + z-loss, weighted, mean over routed layers (0 without)
     router_stats: dict[str, torch.Tensor] | None  # per-layer "frac_large", "overflow" [n_layers], on device
-    # The logits, or what makes them: a training forward fuses the LM head into the loss and never stores
-    # the [B, T, V] logits; `.logits` then computes them from the final hidden state on first access.
+    # The final hidden state [B, T, d_model], kept only after a training forward (targets with grad): there the
+    # LM head is fused into the loss and no logits are built; `model.head(out.hidden)` computes them.
+    hidden: torch.Tensor | None = None
     _logits: torch.Tensor | None = field(default=None, repr=False)
-    _hidden: torch.Tensor | None = field(default=None, repr=False)
-    _head: nn.Linear | None = field(default=None, repr=False)
 
     @property
     def logits(self) -> torch.Tensor:
-        """[B, T, V] (or the last `logits_to_keep` positions)."""
+        """[B, T, V] (or the last `logits_to_keep` positions). Never computed behind the caller's back."""
         if self._logits is None:
-            assert self._hidden is not None and self._head is not None
-            self._logits = self._head(self._hidden)
+            raise UsageError(
+                "this training forward fused the LM head into the loss, so it built no logits",
+                hint="compute them explicitly with model.head(out.hidden), or run the forward without grad",
+            )
         return self._logits
 
 
@@ -47,28 +49,24 @@ class Block(nn.Module):
         self.attn_norm = make_norm(cfg)
         self.attn = Attention(cfg)
         self.ffn_norm = make_norm(cfg)
-        self.ffn = make_ffn(cfg)
-        self.routed = isinstance(self.ffn, DualFFN)
+        self.ffn = make_ffn(cfg)  # (y, aux): aux is a RouterOutput for a routed FFN, else None
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(
-        self, x: torch.Tensor, ctx: AttentionContext, cache: KVCache | None, layer: int
+        self, x: torch.Tensor, ctx: AttentionContext, cache: CacheWriter | None, layer: int
     ) -> tuple[torch.Tensor, RouterOutput | None]:
         if self.pre_norm:
             x = x + self.dropout(self.attn(self.attn_norm(x), ctx, cache, layer))
-            h, routed = self._ffn(self.ffn_norm(x))
-            return x + self.dropout(h), routed
+            h, aux = self.ffn(self.ffn_norm(x))
+            return x + self.dropout(h), aux
         x = self.attn_norm(x + self.dropout(self.attn(x, ctx, cache, layer)))
-        h, routed = self._ffn(x)
-        return self.ffn_norm(x + self.dropout(h)), routed
-
-    def _ffn(self, x: torch.Tensor) -> tuple[torch.Tensor, RouterOutput | None]:
-        if self.routed:
-            return self.ffn(x)
-        return self.ffn(x), None
+        h, aux = self.ffn(x)
+        return self.ffn_norm(x + self.dropout(h)), aux
 
 
 class Transformer(nn.Module):
+    alibi_slopes: torch.Tensor  # a buffer, with position: alibi
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         config.validate()
@@ -85,7 +83,7 @@ class Transformer(nn.Module):
         self.head = nn.Linear(config.d_model, vocab, bias=False)
         if config.tie_embeddings:
             self.head.weight = self.tok_emb.weight
-        self.rope = (
+        self.rope: RotaryEmbedding | None = (
             RotaryEmbedding(config.head_dim, config.max_seq_len, config.rope_theta)
             if config.position == "rope"
             else None
@@ -111,9 +109,9 @@ class Transformer(nn.Module):
             elif isinstance(module, RMSNorm | nn.LayerNorm):
                 module.reset_parameters()
         residual_std = std / math.sqrt(2 * self.config.n_layers)
-        for name, param in self.named_parameters():
-            if name.endswith(("attn.proj.weight", "down.weight")):
-                nn.init.normal_(param, mean=0.0, std=residual_std)
+        for module in self.modules():
+            if isinstance(module, nn.Linear) and is_residual_projection(module):
+                nn.init.normal_(module.weight, mean=0.0, std=residual_std)
         if self.rope is not None:
             self.rope.reset_buffers()
         if self.config.position == "alibi":
@@ -153,9 +151,9 @@ class Transformer(nn.Module):
 
         routed: list[RouterOutput] = []
         for i, layer in enumerate(self.layers):
-            x, r = layer(x, ctx, cache, i)
-            if r is not None:
-                routed.append(r)
+            x, aux = layer(x, ctx, cache, i)
+            if aux is not None:
+                routed.append(aux)
         if cache is not None:
             cache.advance(T)
 
@@ -174,9 +172,30 @@ class Transformer(nn.Module):
             return ModelOutput(None, aux_loss, stats, _logits=self.head(x))
         # Cross-entropy on flattened tokens, fused with the head when training (see alm.model.loss).
         loss, logits = linear_cross_entropy(x.reshape(-1, x.size(-1)), self.head.weight, targets.reshape(-1))
-        if logits is not None:
-            return ModelOutput(loss, aux_loss, stats, _logits=logits.view(*x.shape[:-1], -1))
-        return ModelOutput(loss, aux_loss, stats, _hidden=x, _head=self.head)
+        if logits is None:
+            return ModelOutput(loss, aux_loss, stats, hidden=x)
+        return ModelOutput(loss, aux_loss, stats, _logits=logits.view(*x.shape[:-1], -1))
+
+    def decode_step(
+        self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, n_keys: int
+    ) -> torch.Tensor:
+        """Logits [B, V] for one new token per row, row b at its own position positions[b] (batched generation:
+        every row of `cache` is a sequence of its own length). Reads keys [0, n_keys), so n_keys must exceed
+        every row's position. Eval only, and pure tensor code (no host reads, no checks): this is the function
+        `alm.sample.decoder` compiles, where norm, QKV, RoPE and the cache write fuse into few kernels."""
+        x = self.tok_emb(tokens[:, None])  # [B, 1, d_model]
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(positions)[:, None]
+        query_pos, dtype = positions[:, None], self._compute_dtype(x)  # [B, T=1]
+        rope = self.rope.at(query_pos, dtype) if self.rope is not None else None
+        if self.config.position == "alibi":
+            mask = alibi_bias_at(self.alibi_slopes, query_pos, n_keys, dtype)
+        else:
+            mask = causal_mask_at(query_pos, n_keys)
+        ctx, step = AttentionContext(rope, mask, False), cache.at(positions, n_keys)
+        for i, layer in enumerate(self.layers):
+            x, _ = layer(x, ctx, step, i)
+        return self.head(self.norm(x[:, 0]))
 
     def _attention_context(self, start: int, end: int, dtype: torch.dtype) -> AttentionContext:
         """Positions and masking for queries at [start, end) over keys [0, end), shared by all layers."""
@@ -187,10 +206,8 @@ class Transformer(nn.Module):
         if start == 0 or T == 1:  # square causal, or one new query that may see every cached key
             return AttentionContext(rope, None, start == 0 and T > 1)
         # Chunked prefill: SDPA's is_causal aligns top-left, but these queries sit at the bottom-right.
-        device = self.tok_emb.weight.device
-        query_pos = torch.arange(start, end, device=device)
-        mask = torch.arange(end, device=device)[None, :] <= query_pos[:, None]
-        return AttentionContext(rope, mask, False)
+        query_pos = torch.arange(start, end, device=self.tok_emb.weight.device)
+        return AttentionContext(rope, causal_mask_at(query_pos[None], end), False)
 
     @staticmethod
     def _compute_dtype(x: torch.Tensor) -> torch.dtype:

@@ -5,6 +5,10 @@ Encoding never adds special tokens, and text that happens to contain "<|eos|>" i
 Decoding keeps special tokens, so `decode(encode(s)) == s` for every string (the byte-level alphabet covers
 all bytes). Note: transformers' `PreTrainedTokenizerFast` loading the same file does split "<|eos|>" in text
 into the special token (its default); ids for text without those literal strings are identical.
+
+Which tokens play bos/eos/pad: alm's own `<|bos|>`/`<|eos|>`/`<|pad|>` (ids 0-2 in tokenizers alm trains), unless
+tokenizer.meta.json maps the roles to other tokens under `"roles"` — as `alm import hf` writes for a Hugging Face
+tokenizer, whose ids are whatever that tokenizer says (e.g. `<s>` = 1, `</s>` = 2, no pad: eos stands in).
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from alm.data.config import SPECIAL_TOKENS
 from alm.errors import DataError
+from alm.tokenizer.special import BOS, EOS, PAD
 
 TOKENIZER_FILE = "tokenizer.json"
 META_FILE = "tokenizer.meta.json"
-BOS, EOS, PAD = SPECIAL_TOKENS
+META_ROLES = "roles"  # tokenizer.meta.json key: {"bos": token, "eos": token, "pad": token}
+DEFAULT_ROLES = {"bos": BOS, "eos": EOS, "pad": PAD}
 
 
 def _byte_level_decoder() -> dict[str, int]:
@@ -43,6 +48,12 @@ def _byte_level_decoder() -> dict[str, int]:
 _BYTE_OF_CHAR = _byte_level_decoder()
 
 
+def special_roles(meta: dict[str, Any] | None) -> dict[str, str]:
+    """role -> token text for bos/eos/pad: alm's own tokens, unless the meta maps a role to another token."""
+    mapped = (meta or {}).get(META_ROLES) or {}
+    return {role: str(mapped.get(role) or default) for role, default in DEFAULT_ROLES.items()}
+
+
 def resolve_tokenizer_path(path: str | Path) -> Path:
     """A tokenizer.json given itself or the directory holding it."""
     path = Path(path)
@@ -60,15 +71,20 @@ class Tokenizer:
         self.fingerprint = fingerprint
         self.meta = meta
         backend.encode_special_tokens = True
-        ids = {tok: backend.token_to_id(tok) for tok in SPECIAL_TOKENS}
-        missing = [tok for tok, i in ids.items() if i is None]
+        backend.no_truncation()  # an imported tokenizer.json may carry either; alm encodes whole documents
+        backend.no_padding()
+        roles = special_roles(meta)
+        ids = {role: backend.token_to_id(token) for role, token in roles.items()}
+        missing = [f"{roles[role]} ({role})" for role, i in ids.items() if i is None]
         if missing:
             raise DataError(
                 f"tokenizer {path or ''} lacks the special tokens {', '.join(missing)}",
-                hint="train one with `alm tokenizer train`",
+                hint="train one with `alm tokenizer train`, or bring a Hugging Face model with `alm import hf`",
             )
-        self.bos_id, self.eos_id, self.pad_id = (int(ids[t]) for t in SPECIAL_TOKENS)
+        self.bos_token, self.eos_token, self.pad_token = roles["bos"], roles["eos"], roles["pad"]
+        self.bos_id, self.eos_id, self.pad_id = (int(i) for i in ids.values() if i is not None)
         self.vocab_size = int(backend.get_vocab_size(with_added_tokens=True))
+        self._special_ids = {i for i, t in backend.get_added_tokens_decoder().items() if t.special}
 
     @classmethod
     def load(cls, path: str | Path) -> Tokenizer:
@@ -109,7 +125,7 @@ class Tokenizer:
         token = self.backend.id_to_token(token_id)
         if token is None:
             raise IndexError(f"token id {token_id} is outside the vocabulary (0..{self.vocab_size - 1})")
-        if token in SPECIAL_TOKENS or any(c not in _BYTE_OF_CHAR for c in token):
+        if token_id in self._special_ids or any(c not in _BYTE_OF_CHAR for c in token):
             return token.encode("utf-8")
         return bytes(_BYTE_OF_CHAR[c] for c in token)
 
@@ -118,6 +134,12 @@ class Tokenizer:
 
     def token_to_id(self, token: str) -> int | None:
         return self.backend.token_to_id(token)
+
+    def token_id(self, text: str) -> int | None:
+        """The id of the special token spelled `text` (e.g. `alm.tokenizer.special.USER`), or None when this
+        tokenizer lacks it: tokenizers trained before the chat tokens were reserved have only bos/eos/pad."""
+        added = self.backend.get_added_tokens_decoder()
+        return next((i for i, token in added.items() if token.content == text), None)
 
     @property
     def backend_type(self) -> str:
@@ -128,4 +150,15 @@ class Tokenizer:
         return f"Tokenizer({self.backend_type}, vocab_size={self.vocab_size}, fingerprint={self.fingerprint[:12]})"
 
 
-__all__ = ["BOS", "EOS", "META_FILE", "PAD", "TOKENIZER_FILE", "Tokenizer", "resolve_tokenizer_path"]
+__all__ = [
+    "BOS",
+    "DEFAULT_ROLES",
+    "EOS",
+    "META_FILE",
+    "META_ROLES",
+    "PAD",
+    "TOKENIZER_FILE",
+    "Tokenizer",
+    "resolve_tokenizer_path",
+    "special_roles",
+]

@@ -4,26 +4,28 @@ Both backends run over the ByteLevel alphabet (every byte is one of 256 printabl
 vocabulary), with the ByteLevel decoder, so any Unicode string — accents, emoji, CJK, \\t, \\r, control
 characters — round-trips exactly and nothing is ever <unk>; byte fallback is built in. We use byte-level
 Unigram instead of SentencePiece's Metaspace + byte-fallback scheme because Metaspace maps U+2581 in the text
-to a space on decode, which is not lossless. Special tokens <|bos|> <|eos|> <|pad|> get ids 0, 1, 2.
+to a space on decode, which is not lossless. The reserved special tokens (`alm.tokenizer.special`) get ids 0-6:
+<|bos|> <|eos|> <|pad|>, then the chat tokens, so chat fine-tuning never has to resize the embeddings.
 
-Training reads a bounded sample (`max_bytes`, `max_lines`) as a stream; the trainer's memory is bounded by
-the distinct pre-tokens of that sample.
+Training reads a bounded sample (`max_bytes`, `max_lines`) as a stream, and long documents reach the trainer as
+bounded pieces (`alm.tokenizer.pieces`): its memory is bounded by the distinct pre-tokens of the sample, not by
+the longest line. Whether a tokenizer is up to date is the data pipeline's business (`alm.data`), not this one's.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alm.config import to_dict
-from alm.data.config import SPECIAL_TOKENS, TokenizerConfig
-from alm.data.stage import announce, check_output, progress_task, signature, write_json_atomic
 from alm.errors import DataError
+from alm.fileio import atomic_write_json, atomic_write_text
+from alm.tokenizer.config import TokenizerConfig
+from alm.tokenizer.pieces import bounded_pieces
+from alm.tokenizer.special import RESERVED_TOKENS
 from alm.tokenizer.tokenizer import META_FILE, TOKENIZER_FILE, Tokenizer
 
 
@@ -34,30 +36,21 @@ class Sample:
     lines: int = 0
 
 
-def tokenizer_inputs(cfg: TokenizerConfig, corpus_sha256: str) -> dict[str, Any]:
-    return {"tokenizer": to_dict(cfg), "corpus_sha256": corpus_sha256}
-
-
 def train_tokenizer(
     documents: Iterable[str],
     out_dir: Path,
     cfg: TokenizerConfig,
     *,
-    corpus_sha256: str,
-    force: bool = False,
-    rebuild: bool = False,
-    console: Any = None,
+    corpus_sha256: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    extra_meta: Mapping[str, Any] | None = None,
 ) -> Tokenizer:
-    """Train on a bounded sample of `documents` and save tokenizer.json + tokenizer.meta.json in `out_dir`.
+    """Train on a bounded sample of `documents`; write tokenizer.json + tokenizer.meta.json into `out_dir`.
 
-    `corpus_sha256` names the text the documents come from (the clean train split's sha256): with the config
-    it decides whether `out_dir` already holds this tokenizer (then it is loaded, not retrained).
+    `corpus_sha256` names the text the documents come from (recorded in the meta file); `progress(n)` is called
+    with the UTF-8 bytes of each document taken; `extra_meta` is merged into the meta file (the data pipeline
+    records its stage inputs there).
     """
-    out_dir = Path(out_dir)
-    inputs = tokenizer_inputs(cfg, corpus_sha256)
-    if check_output(out_dir, META_FILE, inputs, force=force, rebuild=rebuild, what="a tokenizer"):
-        announce(console, f"tokenizer in {out_dir} is up to date")
-        return Tokenizer.load(out_dir / TOKENIZER_FILE)
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import decoders, models, pre_tokenizers, trainers
 
@@ -67,7 +60,7 @@ def train_tokenizer(
         trainer = trainers.BpeTrainer(
             vocab_size=cfg.vocab_size,
             min_frequency=cfg.min_frequency,
-            special_tokens=list(SPECIAL_TOKENS),
+            special_tokens=list(RESERVED_TOKENS),
             initial_alphabet=alphabet,
             show_progress=False,
         )
@@ -75,7 +68,7 @@ def train_tokenizer(
         backend = HFTokenizer(models.Unigram())
         trainer = trainers.UnigramTrainer(
             vocab_size=cfg.vocab_size,
-            special_tokens=list(SPECIAL_TOKENS),
+            special_tokens=list(RESERVED_TOKENS),
             initial_alphabet=alphabet,
             unk_token=None,
             show_progress=False,
@@ -85,56 +78,41 @@ def train_tokenizer(
 
     sample = Sample()
     started = time.perf_counter()
-    with progress_task(console, f"training {cfg.type} tokenizer", total=cfg.max_bytes) as advance:
-        backend.train_from_iterator(_bounded_sample(documents, cfg, sample, advance), trainer=trainer)
+    backend.train_from_iterator(_bounded_sample(documents, cfg, sample, progress), trainer=trainer)
     if sample.documents == 0:
         raise DataError(
             "no text to train the tokenizer on", hint="run `alm data prepare` and check its stats"
         )
-    for expected_id, token in enumerate(SPECIAL_TOKENS):
-        if backend.token_to_id(token) != expected_id:  # guards the contract that bos/eos/pad are 0/1/2
+    for expected_id, token in enumerate(RESERVED_TOKENS):
+        if backend.token_to_id(token) != expected_id:  # guards the contract that the reserved ids are 0..6
             raise DataError(
                 f"trained tokenizer put {token} at id {backend.token_to_id(token)}, not {expected_id}"
             )
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".{TOKENIZER_FILE}.tmp"
-    backend.save(str(tmp))
-    data = tmp.read_bytes()
-    os.replace(tmp, out_dir / TOKENIZER_FILE)
-    actual_vocab = backend.get_vocab_size(with_added_tokens=True)
+    text = backend.to_str(pretty=True)
+    atomic_write_text(Path(out_dir) / TOKENIZER_FILE, text)
     meta = {
         "format": "alm-tokenizer",
         "version": 1,
-        "fingerprint": hashlib.sha256(data).hexdigest(),
+        "fingerprint": hashlib.sha256(text.encode("utf-8")).hexdigest(),
         "backend": cfg.type,
-        "vocab_size": actual_vocab,
+        "vocab_size": backend.get_vocab_size(with_added_tokens=True),
         "requested_vocab_size": cfg.vocab_size,
-        "special_tokens": {tok: i for i, tok in enumerate(SPECIAL_TOKENS)},
+        "special_tokens": {tok: i for i, tok in enumerate(RESERVED_TOKENS)},
         "corpus_sha256": corpus_sha256,
         "sample": {"documents": sample.documents, "bytes": sample.bytes, "lines": sample.lines},
         "seconds": round(time.perf_counter() - started, 3),
-        "signature": signature(inputs),
-        "inputs": inputs,
+        **(extra_meta or {}),
     }
-    write_json_atomic(out_dir / META_FILE, meta)
-    if actual_vocab < cfg.vocab_size and console is not None:
-        console.print(
-            f"[yellow]warning:[/] the sample only supports {actual_vocab} tokens "
-            f"(asked for {cfg.vocab_size}); a larger corpus gives the full vocabulary"
-        )
-    announce(
-        console,
-        f"trained a {cfg.type} tokenizer ({actual_vocab:,} tokens) on {sample.bytes / 1e6:.1f} MB "
-        f"in {meta['seconds']:.1f} s -> {out_dir / TOKENIZER_FILE}",
-    )
-    return Tokenizer.load(out_dir / TOKENIZER_FILE)
+    atomic_write_json(Path(out_dir) / META_FILE, meta)
+    return Tokenizer.load(Path(out_dir) / TOKENIZER_FILE)
 
 
 def _bounded_sample(
-    documents: Iterable[str], cfg: TokenizerConfig, sample: Sample, advance: Any
+    documents: Iterable[str], cfg: TokenizerConfig, sample: Sample, progress: Callable[[int], None] | None
 ) -> Iterator[str]:
-    """Documents until `max_bytes` / `max_lines` would be exceeded (the first document is cut to fit)."""
+    """Documents until `max_bytes` / `max_lines` would be exceeded (the first document is cut to fit), each
+    handed to the trainer as bounded pieces."""
     for doc in documents:
         size = len(doc.encode("utf-8"))
         lines = doc.count("\n") + 1
@@ -151,8 +129,9 @@ def _bounded_sample(
         sample.documents += 1
         sample.bytes += size
         sample.lines += lines
-        advance(size)
-        yield doc
+        if progress is not None:
+            progress(size)
+        yield from bounded_pieces(doc)
 
 
-__all__ = ["Sample", "tokenizer_inputs", "train_tokenizer"]
+__all__ = ["Sample", "train_tokenizer"]

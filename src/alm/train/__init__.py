@@ -1,4 +1,5 @@
-"""Training: config, optimizer and schedule, the loop, checkpoints, events and progress.
+"""Training: the run config and its presets, the loop and its components (step, validation, samples,
+checkpointer, reporting), optimizer and schedule, checkpoints and stop signals.
 
-Kept free of heavy imports so `alm.runs` and the CLI can use the torch-free parts (`events`, `rundir`) cheaply.
+Kept free of heavy imports: `alm.train.config` and `alm.train.run_config` load without torch.
 """

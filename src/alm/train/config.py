@@ -1,7 +1,7 @@
 """`TrainConfig`: everything about one training run except the model and the data.
 
-Presets live in `configs/train/{micro,default}.yaml`; `--set train.KEY=VALUE` overrides any field.
-Interval fields use 0 to mean "never".
+Presets live in `configs/train/{micro,default}.yaml` (package data, like the model presets); `--set
+train.KEY=VALUE` overrides any field. Interval fields use 0 to mean "never".
 """
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from alm.config import require
+from alm.config import CONFIG_DIR, Presets, require
 
 Schedule = Literal["cosine", "wsd", "constant"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 ProgressMode = Literal["auto", "rich", "plain", "none"]
+ParallelMode = Literal["auto", "none", "ddp", "fsdp"]
 
 
 @dataclass
@@ -41,6 +42,9 @@ class TrainConfig:
     # evaluation, samples, logging, checkpoints
     eval_interval: int = 250
     eval_batches: int = 20
+    # Evals without a new best val loss before the run stops (reason `early_stop`; best.pt keeps the best).
+    # 0: off; null (auto): on for runs planned to see more than a few epochs (`alm.train.validation`).
+    early_stop_patience: int | None = None
     sample_interval: int = 500
     sample_prompt: str = "\n"
     sample_tokens: int = 120
@@ -52,10 +56,14 @@ class TrainConfig:
     compile: bool = False
     precision: Precision = "auto"
     device: str = "auto"
+    # Under torchrun (`alm train --nproc N`): ddp replicates the model, fsdp shards it (FSDP2); auto is ddp for
+    # several processes and none for one. batch_size stays per process (alm.train.parallel).
+    parallel: ParallelMode = "auto"
     max_bad_steps: int = 5  # consecutive non-finite steps before the run stops
     progress: ProgressMode = "auto"
 
     def validate(self) -> None:
+        require(0 <= self.seed < 2**64, "seed", f"must be in [0, 2**64) (torch's range), got {self.seed}")
         require(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
         require(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
         require(
@@ -91,10 +99,17 @@ class TrainConfig:
             require(value >= 0, key, f"must not be negative (0 disables), got {value}")
         require(self.log_interval >= 1, "log_interval", f"must be at least 1, got {self.log_interval}")
         require(self.eval_batches >= 1, "eval_batches", f"must be at least 1, got {self.eval_batches}")
+        patience = self.early_stop_patience
+        if patience is not None:
+            require(patience >= 0, "early_stop_patience", f"must not be negative (0: off), got {patience}")
+            require(
+                patience == 0 or self.eval_interval > 0,
+                "early_stop_patience",
+                f"({patience}) needs evaluations, but eval_interval is 0; set train.eval_interval",
+            )
         require(self.sample_tokens >= 1, "sample_tokens", f"must be at least 1, got {self.sample_tokens}")
         require(self.max_bad_steps >= 1, "max_bad_steps", f"must be at least 1, got {self.max_bad_steps}")
         require(bool(self.device.strip()), "device", "must not be empty (use auto)")
 
-    @property
-    def tokens_per_step(self) -> int | None:
-        return None if self.seq_len is None else self.batch_size * self.grad_accum * self.seq_len
+
+PRESETS = Presets("train", TrainConfig, CONFIG_DIR / "train")

@@ -1,230 +1,203 @@
 """Training progress for people: a live Rich panel on a terminal, plain lines in logs, or nothing.
 
-The trainer calls `advance(step, tokens)` every optimizer step (host-side numbers only, no device sync) and
-`update(metrics)` at log intervals, when it has synced the loss anyway. `note(text)` prints an eval, sample or
-checkpoint line above the live panel (or as a plain line).
+A renderer is a sink of the trainer's events, exactly like events.jsonl: it reads the run through the same fold
+(`alm.summary.RunSummary`) as `alm runs` and the dashboard. Step events move the figures (plain progress prints a
+line for each); evals, samples, checkpoints (one line per save) and warnings print a line above the live panel.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-PLAIN_MIN_SECONDS = 30.0  # a plain line at least this often even when log steps are far apart
-RATE_WINDOW = 50  # recent steps used for the ETA
+from alm.events import (
+    CheckpointEvent,
+    EvalEvent,
+    Event,
+    SampleEvent,
+    StartEvent,
+    StepEvent,
+    StopEvent,
+    WarningEvent,
+)
+from alm.format import count, duration, number, scientific
+from alm.summary import RunSummary
 
 
-def format_duration(seconds: float | None) -> str:
-    """3725 -> '1h02m', 185 -> '3m05s', 9.4 -> '9s'; None/negative -> '--'."""
-    if seconds is None or seconds < 0 or seconds != seconds:
-        return "--"
-    seconds = round(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
+class Progress:
+    """Shows nothing (`--progress none`); the base of the renderers, which keep the run's summary."""
 
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(highlight=False)
+        self.summary = RunSummary()
+        self.saved: list[CheckpointEvent] = []  # the files of one save (an event each), shown as one line
 
-def format_count(value: float | None) -> str:
-    """1234 -> '1.2k', 5_600_000 -> '5.6M'; small numbers stay whole."""
-    if value is None:
-        return "--"
-    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= scale:
-            return f"{value / scale:.1f}{suffix}"
-    return f"{value:.0f}"
+    def write(self, event: Event) -> None:
+        self.summary.apply(event)
+        if isinstance(event, CheckpointEvent) and all(e.step == event.step for e in self.saved):
+            self.saved.append(event)
+            return
+        self.flush_saved()
+        if isinstance(event, CheckpointEvent):
+            self.saved.append(event)
+        elif isinstance(event, StepEvent):
+            self.on_step()
+        elif (line := self.line_for(event)) is not None:
+            self.note(line)
 
+    def flush_saved(self) -> None:
+        if self.saved:
+            names = ", ".join(Path(e.path).name for e in self.saved)
+            self.note(f"[dim]checkpoint step {self.saved[0].step}: {names}[/]")
+            self.saved.clear()
 
-def format_float(value: float | None, spec: str = ".4f") -> str:
-    return "--" if value is None else format(value, spec)
+    def line_for(self, event: Event) -> str | None:
+        """The line an event prints above the figures (None: it only updates them)."""
+        if isinstance(event, StartEvent):
+            return start_lines(event)
+        if isinstance(event, EvalEvent):
+            ppl = f"  ppl {number(event.val_ppl, 2)}" if event.val_ppl is not None else ""
+            bpb = f"  bpb {event.val_bpb:.3f}" if event.val_bpb is not None else ""
+            best = "  [green](best)[/]" if event.is_best else ""
+            return (
+                f"[cyan]eval[/] step {event.step}: val loss {number(event.val_loss)}"
+                f"{ppl}{bpb}{shown_metrics(event.metrics)}{best}"
+            )
+        if isinstance(event, SampleEvent):
+            return f"[magenta]sample[/] step {event.step}:\n{escape((event.prompt + event.text).strip())}"
+        if isinstance(event, WarningEvent):
+            return f"[yellow]warning:[/] {escape(event.message)}"
+        if isinstance(event, StopEvent) and event.reason == "early_stop":
+            return f"[yellow]early stop[/] at step {event.step}: {escape(event.detail)}"
+        return None
 
+    def on_step(self) -> None:
+        pass
 
-class RateMeter:
-    """Steps per second over the most recent steps, for an ETA that follows speed changes."""
+    def note(self, text: str) -> None:
+        pass
 
-    def __init__(self, window: int = RATE_WINDOW):
-        self.points: deque[tuple[float, int]] = deque(maxlen=window)
+    def close(self) -> None:
+        self.flush_saved()
 
-    def add(self, step: int, now: float | None = None) -> None:
-        self.points.append((time.perf_counter() if now is None else now, step))
-
-    def steps_per_second(self) -> float | None:
-        if len(self.points) < 2:
-            return None
-        (t0, s0), (t1, s1) = self.points[0], self.points[-1]
-        return (s1 - s0) / (t1 - t0) if t1 > t0 and s1 > s0 else None
-
-    def eta(self, remaining_steps: int) -> float | None:
-        rate = self.steps_per_second()
-        return remaining_steps / rate if rate else None
-
-
-@dataclass
-class ProgressState:
-    total_steps: int
-    step: int = 0
-    tokens: int = 0
-    start_step: int = 0
-    started: float = field(default_factory=time.perf_counter)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    rate: RateMeter = field(default_factory=RateMeter)
-
+    # -- what the figures say ----------------------------------------------------------------------------------
     @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
+    def title(self) -> str:
+        start = self.summary.start
+        if start is None:
+            return "training"
+        device = start.device
+        parts = (start.run, device.get("device"), device.get("precision"), self.summary.parallel)
+        return " · ".join(str(part) for part in parts if part)
 
-    @property
-    def eta(self) -> float | None:
-        return self.rate.eta(self.total_steps - self.step)
+    def position_line(self) -> str:
+        s, start = self.summary, self.summary.start
+        step = s.step
+        if s.last_step is None and start is not None:  # resumed, nothing logged yet
+            step = start.resumed_from or 0
+        total = s.total_steps or 0
+        pct = 100.0 * step / total if total else 0.0
+        elapsed = time.time() - start.time if start and start.time is not None else None
+        return f"{pct:5.1f}%  step {step}/{total}  elapsed {duration(elapsed)}  ETA {duration(s.eta_seconds)}"
 
     def metrics_parts(self) -> tuple[str, str]:
         """(optimisation figures, throughput and progress figures)."""
-        m = self.metrics
+        s = self.summary
+        e = s.last_step or StepEvent(time=None)
         optimisation = (
-            f"loss {format_float(m.get('loss'))} (ema {format_float(m.get('loss_ema'))})  "
-            f"lr {format_float(m.get('lr'), '.2e')}  grad norm {format_float(m.get('grad_norm'), '.3f')}"
+            f"loss {number(e.loss)} (ema {number(e.loss_ema)})  lr {scientific(e.lr)}  "
+            f"grad norm {number(e.grad_norm, 3)}{shown_metrics(e.metrics)}"
         )
-        throughput = (
-            f"tok/s {format_count(m.get('tok_per_s'))}  tokens {format_count(self.tokens)}  "
-            f"best val {format_float(m.get('best_val_loss'))}"
-        )
+        tokens = count(s.tokens) + (f" ({s.epochs:.2f} epochs)" if s.epochs is not None else "")
+        throughput = f"tok/s {count(e.tok_per_s)}  tokens {tokens}  best val {number(s.best_val_loss)}"
         return optimisation, throughput
 
-    def metrics_line(self) -> str:
-        return "  ".join(self.metrics_parts())
 
-    def position_line(self) -> str:
-        pct = 100.0 * self.step / self.total_steps if self.total_steps else 0.0
-        return (
-            f"{pct:5.1f}%  step {self.step}/{self.total_steps}  "
-            f"elapsed {format_duration(self.elapsed)}  ETA {format_duration(self.eta)}"
-        )
+# An objective's figures worth a place on the one-line panel (DPO's), by their label there.
+SHOWN_METRICS = {"reward_accuracy": "reward acc", "reward_margin": "margin"}
 
 
-class NullProgress:
-    """Progress that shows nothing (`--progress none`, non-zero ranks); notes still reach the console."""
+def shown_metrics(metrics: dict[str, Any] | None) -> str:
+    found = metrics or {}
+    return "".join(
+        f"  {label} {number(found[key], 3)}" for key, label in SHOWN_METRICS.items() if key in found
+    )
 
-    def __init__(
-        self, total_steps: int, *, console: Console | None = None, title: str = "", quiet: bool = True
-    ):
-        self.state = ProgressState(total_steps)
-        self.console = console or Console(highlight=False)
-        self.title = title
-        self.quiet = quiet
 
-    def start(self, step: int, tokens: int) -> None:
-        self.state.step = self.state.start_step = step
-        self.state.tokens = tokens
-        self.state.started = time.perf_counter()
-        self.state.rate.add(step)
+def start_lines(event: StartEvent) -> str | None:
+    """What a start says above the figures: a resume and its changes, and whether early stopping is on."""
+    lines = []
+    if event.resumed_from is not None:
+        changed = ", ".join(f"{k}={v[-1]}" for k, v in event.changes.items() if isinstance(v, list) and v)
+        lines.append(f"resuming from step {event.resumed_from}" + (f" with {changed}" if changed else ""))
+    if event.early_stop_patience:
+        planned = f" ({event.planned_epochs:.1f} epochs planned)" if event.planned_epochs is not None else ""
+        lines.append(f"early stopping on: patience {event.early_stop_patience} evals{planned}")
+    return "\n".join(lines) or None
 
-    def advance(self, step: int, tokens: int) -> None:
-        self.state.step, self.state.tokens = step, tokens
-        self.state.rate.add(step)
 
-    def update(self, metrics: dict[str, Any]) -> None:
-        """New figures at a log step (plain progress prints a line)."""
-        self.state.metrics.update(metrics)
-        if "step" in metrics:
-            self.state.step = metrics["step"]
-            self.state.tokens = metrics.get("tokens", self.state.tokens)
+class PlainProgress(Progress):
+    """A line per logged step, for logs and pipes."""
 
-    def set(self, **metrics: Any) -> None:
-        """Update figures shown with the next refresh or line, printing nothing (e.g. a new best val loss)."""
-        self.state.metrics.update(metrics)
+    def on_step(self) -> None:
+        self.note(f"{self.position_line()}  {'  '.join(self.metrics_parts())}")
 
     def note(self, text: str) -> None:
-        if not self.quiet:
-            self.console.print(text, highlight=False, soft_wrap=True)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> NullProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.console.print(text, highlight=False, soft_wrap=True)
 
 
-class PlainProgress(NullProgress):
-    """One line per log interval (and at least every 30 s), for logs and pipes."""
+class RichProgress(Progress):
+    """A live panel: bar, position, timing and the latest figures; other lines scroll above it."""
 
-    def __init__(
-        self, total_steps: int, *, console: Console | None = None, title: str = "", quiet: bool = False
-    ):
-        super().__init__(total_steps, console=console, title=title, quiet=quiet)
-        self._last_print = time.perf_counter()
-
-    def _print(self) -> None:
-        self._last_print = time.perf_counter()
-        line = f"{self.state.position_line()}  {self.state.metrics_line()}"
-        self.console.print(line, highlight=False, soft_wrap=True)
-
-    def advance(self, step: int, tokens: int) -> None:
-        super().advance(step, tokens)
-        if time.perf_counter() - self._last_print >= PLAIN_MIN_SECONDS:
-            self._print()
-
-    def update(self, metrics: dict[str, Any]) -> None:
-        super().update(metrics)
-        self._print()
-
-
-class RichProgress(NullProgress):
-    """A live panel: bar, position, timing, and the latest metrics; notes scroll above it."""
-
-    def __init__(
-        self, total_steps: int, *, console: Console | None = None, title: str = "", quiet: bool = False
-    ):
+    def __init__(self, console: Console | None = None):
         from rich.live import Live
 
-        super().__init__(total_steps, console=console, title=title, quiet=quiet)
+        super().__init__(console)
         self.live = Live(self, console=self.console, refresh_per_second=4, transient=False)
 
     def __rich__(self) -> RenderableType:
-        state = self.state
+        s = self.summary
         grid = Table.grid(expand=True)
         grid.add_column(ratio=1)
-        grid.add_row(ProgressBar(total=max(1, state.total_steps), completed=state.step))
-        grid.add_row(Text(state.position_line(), style="bold"))
-        for part in state.metrics_parts():
+        grid.add_row(ProgressBar(total=max(1, s.total_steps or 0), completed=s.step))
+        grid.add_row(Text(self.position_line(), style="bold"))
+        for part in self.metrics_parts():
             grid.add_row(Text(part))
-        return Panel(Group(grid), title=self.title or "training", title_align="left", border_style="cyan")
+        if s.rank_memory:  # under torchrun: is any rank short of memory?
+            grid.add_row(Text("memory per rank  " + "  ".join(f"{count(m)}B" for m in s.rank_memory)))
+        return Panel(Group(grid), title=self.title, title_align="left", border_style="cyan")
 
-    def start(self, step: int, tokens: int) -> None:
-        super().start(step, tokens)
-        self.live.start()
+    def write(self, event: Event) -> None:
+        if not self.live.is_started:
+            self.live.start()
+        super().write(event)
 
     def note(self, text: str) -> None:
         self.live.console.print(text, highlight=False)
 
     def close(self) -> None:
+        super().close()
         if self.live.is_started:
             self.live.refresh()
             self.live.stop()
 
 
-def make_progress(
-    mode: str, total_steps: int, *, console: Console | None = None, title: str = "", enabled: bool = True
-) -> NullProgress:
-    """`auto` is a live panel on a terminal and plain lines otherwise; a disabled (non-zero rank) one is silent."""
+def make_progress(mode: str, console: Console | None = None) -> Progress:
+    """`auto` is a live panel on a terminal and plain lines otherwise; `none` shows nothing."""
     console = console or Console(highlight=False)
-    if not enabled:
-        return NullProgress(total_steps, console=console, title=title, quiet=True)
     if mode == "auto":
         mode = "rich" if console.is_terminal and sys.stdout.isatty() else "plain"
-    cls = {"rich": RichProgress, "plain": PlainProgress, "none": NullProgress}[mode]
-    return cls(total_steps, console=console, title=title, quiet=mode == "none")
+    cls = {"rich": RichProgress, "plain": PlainProgress, "none": Progress}[mode]
+    return cls(console)
+
+
+__all__ = ["PlainProgress", "Progress", "RichProgress", "make_progress"]

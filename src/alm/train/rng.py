@@ -6,7 +6,7 @@ States are stored as plain lists/ints/tensors so checkpoints load with `torch.lo
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -20,7 +20,8 @@ def seed_everything(seed: int) -> None:
 
 def capture_rng_state(device: torch.device) -> dict[str, Any]:
     version, mt_state, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())  # the default, legacy form
+    kind, keys, pos, has_gauss, cached = legacy
     device_state = None
     if device.type == "cuda":
         device_state = torch.cuda.get_rng_state(device)

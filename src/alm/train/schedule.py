@@ -51,13 +51,7 @@ class LRScheduler:
         return lr
 
     def state_dict(self) -> dict[str, Any]:
-        cfg = self.cfg
-        return {
-            "last_step": self.last_step,
-            "schedule": cfg.schedule,
-            "steps": cfg.steps,
-            "warmup_steps": cfg.warmup_steps,
-        }
+        return {"last_step": self.last_step}  # the rest is the run's config, which the checkpoint holds
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.last_step = int(state.get("last_step", 0))

@@ -7,6 +7,13 @@
 - 3rd signal during a save: exit immediately. Files stay valid because every save is a rename of a complete
   temp file; an orphaned temp file is removed by the next save.
 Handlers write with os.write: printing through Rich from inside a signal handler could deadlock on its lock.
+
+A process that exits when training stops (the CLI: `StopRequest(exiting=True)`) ignores further signals once a
+stop was requested: a late second Ctrl+C would otherwise land in the interpreter's shutdown and end it with a
+KeyboardInterrupt traceback from an atexit callback, or kill it (-2 instead of 130) once the interpreter has
+reset Python-level handlers to the default — which it does not do to SIG_IGN. Before training starts
+(data preparation, model build) `interrupt_on_sigterm()` makes SIGTERM stop the command like Ctrl+C does — with
+a message and exit 130 — instead of killing it silently with 143.
 """
 
 from __future__ import annotations
@@ -25,8 +32,9 @@ EXIT_INTERRUPTED = 130
 class StopRequest:
     """Counts stop signals; the training loop polls `requested` between optimizer steps."""
 
-    def __init__(self, *, announce: bool = True):
+    def __init__(self, *, announce: bool = True, exiting: bool = False):
         self.count = 0
+        self.exiting = exiting  # the process exits once training stops: see the module docstring
         self.signum: int | None = None
         self.announce = announce
         self._critical = 0
@@ -89,5 +97,21 @@ class StopRequest:
             yield self
         finally:
             for signum, handler in self._previous.items():
-                signal.signal(signum, handler)  # type: ignore[arg-type]
+                after = signal.SIG_IGN if self.exiting and self.requested else handler
+                signal.signal(signum, after)  # type: ignore[arg-type]
             self._previous.clear()
+
+
+@contextlib.contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl+C does (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        # Unless replaced since: a trainer that stopped leaves SIGTERM ignored for the rest of the exit.
+        if signal.getsignal(signal.SIGTERM) is signal.default_int_handler:
+            signal.signal(signal.SIGTERM, previous)

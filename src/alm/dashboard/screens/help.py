@@ -13,37 +13,50 @@ from textual.widgets import Markdown
 HELP = """\
 # alm dashboard
 
-Watch training runs, start, stop and resume them, and sample their checkpoints. Training always runs as a
-separate `alm train` process: quitting the dashboard never stops or corrupts it.
+Watch training runs; start, stop, resume, restart, compare and delete them; sample and chat with their
+checkpoints. Training always runs as a separate `alm train` process: quitting the dashboard never stops or
+corrupts it.
 
 ## Everywhere
 
 | key | action |
 |---|---|
-| `ctrl+c` | **stop training safely**: the trainer finishes its step, saves `last.pt` and exits (status 130) |
-| `n` | start a new run (model preset or config file, name, steps, device) |
-| `r` | resume the selected/open run (`alm resume NAME`) |
-| `ctrl+p` | command palette (every action, open any run, change theme) |
+| `ctrl+c` | **stop training safely**: the trainer finishes its step, saves `last.pt` and exits (status 130). In the Sample and Chat tabs it cancels the generation instead, never training |
+| `n` | start a new run: model and train presets or files, a corpus config, `--set` overrides, steps, device |
+| `r` | resume the selected/open run from `last.pt` (`alm resume NAME`) |
+| `R` | restart it as a **new** run from its resolved config, with overrides you edit |
+| `v` | view its resolved config (`alm runs config NAME`) |
+| `d` | delete it, after asking (never while it trains; `alm runs delete NAME`) |
+| `ctrl+p` | command palette (every action, open any run, change theme — remembered next time) |
 | `?` / `f1` | this help |
 | `q` / `ctrl+q` | quit (asks first if a run started here is still training: stop, detach or cancel) |
 
 ## Runs
 
-`enter` opens the highlighted run. Status comes from `events.jsonl` and whether the trainer's pid is alive:
-**running**, **finished**, **interrupted** (stopped with a checkpoint; resumable) or **failed** (an error, NaN
-losses, or a trainer that vanished without saying why — see its Log tab).
+`enter` opens the highlighted run, `space` marks runs and `c` compares the marked ones, `o` changes the sort,
+`/` filters by words in the name, model or status (`esc` clears). Status comes from `events.jsonl` and whether
+the trainer is alive: **running**, **finished**, **interrupted** (stopped with a checkpoint; resumable) or
+**failed** (an error, NaN losses, or a trainer that vanished without saying why — see its Log tab).
+
+## Compare
+
+The table `alm runs compare` prints, and overlaid train loss and val bits per byte: `x` switches the x axis
+(step, tokens, training time), `g` a log y axis, `z` the smoothing, `enter` opens a run, `esc` goes back.
 
 ## A run
 
-`m` monitor (progress, ETA, loss, lr, tok/s, grad norm, router balance, curves, events, training samples),
-`s` sample, `l` the trainer's log, `escape` back to the runs (or cancels a running sample).
+`m` monitor (progress, ETA, loss, bpb, lr, tok/s, grad norm, epochs, memory, curves, events, training samples;
+`x` cycles the big chart, `g` log y, `z` loss smoothing), `s` sample, `c` chat (fine-tuned chat models), `l` the
+trainer's log. `esc` goes back one step: cancel a generation, leave a text box, the Monitor tab, the runs.
 
 ## Sampling
 
-Pick a checkpoint, set temperature / top-k / top-p / max tokens and type a prompt, then `enter`. Or type a whole
-command line, e.g. `alm sample --prompt "ROMEO:" --temperature 0.7 --top-k 50 --seed 1` — the options are the
-same as the CLI's. One sample runs at a time; `escape` cancels it. Sampling on the GPU a run is training on
-shares it (and slows training): pick device `cpu` to avoid that.
+Every `alm sample` option is a knob; the line under them is the command they make. `p` puts the cursor in the
+prompt; `enter` generates. The prompt also takes a whole command line, e.g.
+`alm sample --prompt "ROMEO:" --temperature 0.7 --top-k 50 --seed 1`: its flags override the knobs (which then
+show what it used). Up/down recall earlier prompts; `ctrl+c` cancels; `y` copies the output and `w` saves it
+under `runs/NAME/samples/`. Sampling on the GPU a run is training on shares it (and slows training): pick
+device `cpu` to avoid that.
 """
 
 

@@ -36,9 +36,12 @@ class QuitScreen(ModalScreen[QuitChoice]):
                 markup=False,
             )
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Stop and quit", variant="error", id="stop")
-                yield Button("Detach", variant="primary", id="detach")
-                yield Button("Cancel", id="cancel")
+                yield Button("Stop and quit (s)", variant="error", id="stop")
+                yield Button("Detach (d)", variant="primary", id="detach")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()  # Enter alone never stops training
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:

@@ -12,7 +12,7 @@ KIND_STYLE = {
     "eval": "green",
     "checkpoint": "blue",
     "warning": "yellow",
-    "stop": "magenta",
+    "stop": "yellow",
     "error": "bold red",
 }
 
@@ -43,7 +43,8 @@ class EventFeed(RichLog):
 
 def format_item(item: FeedItem) -> Text:
     step = f"{item.step:>7,}" if item.step is not None else " " * 7
-    return Text.assemble((step, "dim"), " ", (f"{item.kind:<11}", KIND_STYLE.get(item.kind, "")), item.text)
+    style = item.style or KIND_STYLE.get(item.kind, "")
+    return Text.assemble((step, "dim"), " ", (f"{item.kind:<11}", style), item.text)
 
 
 class TrainingSamples(RichLog):
@@ -58,8 +59,6 @@ class TrainingSamples(RichLog):
             self.clear()
             self.shown = 0
         for sample in _new_items(state.samples, self.shown, state.samples_total):
-            step = sample.get("step")
-            prompt = str(sample.get("prompt") or "")
-            text = str(sample.get("text") or "")
-            self.write(Text.assemble((f"step {step}", "bold cyan"), "  ", (prompt, "bold"), text, "\n"))
+            heading = (f"step {sample.step}", "bold cyan")
+            self.write(Text.assemble(heading, "  ", (sample.prompt, "bold"), sample.text, "\n"))
         self.shown = state.samples_total

@@ -1,0 +1,216 @@
+"""The batched engine: sequences join and leave between steps, and each generates what it would alone."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from sample_helpers import PARROT_PROMPT, tiny_model
+
+from alm.errors import UsageError
+from alm.sample import Engine, GenerationInfo, SamplingConfig, generate, generate_many, generate_tokens
+from alm.sample.decoder import Decoder, compile_support
+
+GREEDY = SamplingConfig(greedy=True, max_new_tokens=20)
+VARIANTS = {
+    "rope-gqa": {},  # tiny_model is GQA (2 KV heads for 4 heads) with RoPE
+    "alibi-mqa": {"position": "alibi", "n_kv_heads": 1},
+    "nope": {"position": "nope"},
+    "learned-dual": {"position": "learned", "ffn": "dual"},
+}
+
+
+def alone(model, prompt, cfg, **kw) -> tuple[list[int], GenerationInfo]:
+    info = GenerationInfo()
+    return list(generate_tokens(model, prompt, cfg, device="cpu", info=info, **kw)), info
+
+
+def run_all(engine: Engine, on_step=None) -> int:
+    steps = 0
+    while engine.busy:
+        engine.step()
+        steps += 1
+        if on_step is not None:
+            on_step(steps)
+    return steps
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_each_sequence_generates_alone_what_it_generates_batched(variant):
+    model = tiny_model(**VARIANTS[variant])
+    prompts = [[3, 14, 15], [9, 2, 6, 5, 35, 8, 9, 7, 9], [1], [27, 18, 28, 18, 28, 45, 90 % 64, 45]]
+    budgets = [20, 7, 15, 12]
+    expected = [
+        alone(model, p, GREEDY.replace(max_new_tokens=n))[0] for p, n in zip(prompts, budgets, strict=True)
+    ]
+    stop_third = threading.Event()
+    engine = Engine(model.eval(), device="cpu", slots=3)  # fewer slots than sequences: the last one waits
+    seqs = [
+        engine.submit(p, GREEDY.replace(max_new_tokens=n), cancel=stop_third if i == 2 else None)
+        for i, (p, n) in enumerate(zip(prompts[:3], budgets[:3], strict=True))
+    ]
+    late = []
+
+    def on_step(step: int) -> None:
+        if step == 3:  # continuous batching: a sequence joins while the others run
+            late.append(engine.submit(prompts[3], GREEDY.replace(max_new_tokens=budgets[3])))
+        if step == 5:
+            stop_third.set()
+
+    run_all(engine, on_step)
+    seqs += late
+    assert [len(s.tokens) for s in seqs] == [20, 7, 5, 12]
+    for seq, want in zip(seqs, expected, strict=True):
+        assert seq.tokens == want[: len(seq.tokens)]
+    assert [s.info.stop_reason for s in seqs] == ["length", "length", "cancelled", "length"]
+    assert len(set(seqs[0].tokens)) > 3  # a real sequence, not one token repeated
+
+
+def test_a_full_window_slides_per_sequence_inside_a_batch():
+    model = tiny_model(max_seq_len=16)
+    prompts, cfg = [[5, 9, 2, 33, 12], [7] * 14, [1, 2]], GREEDY.replace(max_new_tokens=40)
+    expected = [alone(model, p, cfg) for p in prompts]
+    engine = Engine(model, device="cpu", slots=3)
+    seqs = [engine.submit(p, cfg) for p in prompts]
+    run_all(engine)
+    for seq, (tokens, info) in zip(seqs, expected, strict=True):
+        assert seq.tokens == tokens
+        assert seq.info.slides == info.slides > 0
+
+
+def test_eos_and_token_budgets_end_sequences_independently():
+    model = tiny_model()
+    full, _ = alone(model, [4, 8], GREEDY)
+    eos = full[6]
+    engine = Engine(model, device="cpu", slots=2)
+    stops_at_eos = engine.submit([4, 8], GREEDY, eos_id=eos)
+    runs_on = engine.submit([4, 8], GREEDY)
+    run_all(engine)
+    assert stops_at_eos.tokens == full[: full.index(eos)] and stops_at_eos.info.stop_reason == "eos"
+    assert runs_on.tokens == full and runs_on.info.stop_reason == "length"
+
+
+def test_seeded_sampling_is_reproducible_and_independent_of_the_batch():
+    model = tiny_model()
+    cfg = SamplingConfig(temperature=1.0, top_k=20, repetition_penalty=1.3, max_new_tokens=24)
+    seeds = [7, 8, 7]
+
+    def batch() -> list[list[int]]:
+        engine = Engine(model, device="cpu", slots=3)
+        seqs = [engine.submit([1, 2, 3], cfg.replace(seed=s)) for s in seeds]
+        run_all(engine)
+        return [s.tokens for s in seqs]
+
+    first, again = batch(), batch()
+    assert first == again
+    assert first[0] == first[2] != first[1]  # the same seed draws the same sample, beside another
+    assert first[0] == alone(model, [1, 2, 3], cfg.replace(seed=7))[0]
+
+
+def test_text_sequences_stream_and_stop_on_their_own(parrot, tokenizer):
+    model, n_new = parrot
+    cfg = GREEDY.replace(max_new_tokens=n_new)
+    requests = [
+        (PARROT_PROMPT, cfg.replace(stop=("END",))),
+        (PARROT_PROMPT, cfg),
+        ("To be", cfg.replace(max_new_tokens=9)),
+    ]
+    expected = [generate(model, tokenizer, p, c, device="cpu").text() for p, c in requests]
+    engine = Engine(model, device="cpu", slots=3, tokenizer=tokenizer)
+    seqs = [engine.submit(p, c, user=i) for i, (p, c) in enumerate(requests)]
+    texts = ["", "", ""]
+    ends = []
+    while engine.busy:
+        for event in engine.step():
+            texts[event.sequence.user] += event.text
+            if event.token is None:
+                ends.append(event.sequence.user)
+    assert texts == expected
+    assert texts[0] == " go 🙂漢字 now, THE "
+    assert [s.info.stop_reason for s in seqs] == ["stop", "length", "length"]
+    assert sorted(ends) == [0, 1, 2]  # every sequence reports its end exactly once
+
+
+def test_generate_many_decodes_samples_as_one_batch(parrot, tokenizer):
+    model, n_new = parrot
+    cfgs = [GREEDY.replace(max_new_tokens=n_new), SamplingConfig(temperature=1.0, seed=3, max_new_tokens=8)]
+    stream = generate_many(model, tokenizer, PARROT_PROMPT, cfgs, device="cpu")
+    texts, ended = ["", ""], []
+    for i, piece, done in stream:
+        assert i not in ended  # nothing after a sample's end
+        texts[i] += piece
+        ended += [i] if done else []
+    assert sorted(ended) == [0, 1]
+    assert texts[0] == generate(model, tokenizer, PARROT_PROMPT, cfgs[0], device="cpu").text()
+    assert texts[1] == generate(model, tokenizer, PARROT_PROMPT, cfgs[1], device="cpu").text()
+    assert [info.new_tokens for info in stream.infos] == [n_new, 8]
+
+
+def test_engine_misuse_is_a_usage_error(tokenizer):
+    model = tiny_model(tokenizer.vocab_size)
+    engine = Engine(model, device="cpu", slots=1)
+    with pytest.raises(UsageError, match="tokenizer"):
+        engine.submit("text", GREEDY)
+    with pytest.raises(UsageError, match="empty prompt"):
+        engine.submit([], GREEDY)
+    engine.submit([1, 2], GREEDY)
+    model.train()
+    with pytest.raises(UsageError, match="eval mode"):
+        engine.step()
+
+
+def test_invalid_text_is_refused_with_the_byte_that_caused_it(tokenizer):
+    model = tiny_model(tokenizer.vocab_size)
+    with pytest.raises(UsageError, match="byte 0xe9 at character 3"):
+        generate(model, tokenizer, "caf\udce9", GREEDY, device="cpu")  # how Python passes argv's b"caf\xe9"
+    with pytest.raises(UsageError, match="lone surrogate U\\+D800"):
+        generate(model, tokenizer, "x\ud800", GREEDY, device="cpu")
+
+
+# --- compilation ----------------------------------------------------------------------------------------------
+
+
+def test_compile_falls_back_to_eager_with_the_reason_when_there_is_no_cpp_compiler():
+    from torch._inductor import config
+
+    model = tiny_model()
+    with config.patch({"cpp.cxx": ("alm-test-no-such-compiler",)}):
+        decoder = Decoder(model, 1, device="cpu", compile="on")
+        engine = Engine(model, device="cpu", compile="on")
+        seq = engine.submit([1, 2, 3], GREEDY)
+        run_all(engine)
+    assert not decoder.compiled and "C++ compiler" in decoder.compile_note
+    assert not engine.decoder.compiled
+    assert seq.tokens == alone(model, [1, 2, 3], GREEDY)[0]
+
+
+def test_mps_decodes_eagerly_and_says_why():
+    supported, why = compile_support(torch.device("mps"))
+    assert not supported and "MPS" in why
+    assert (
+        Decoder(tiny_model(), 1, device="cpu", compile="auto").compiled is False
+    )  # auto compiles on CUDA only
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("variant", "production"), [({"ffn": "dual"}, True), ({"position": "alibi", "n_kv_heads": 1}, False)]
+)
+def test_the_compiled_step_generates_the_eager_tokens(variant, production, monkeypatch):
+    """Inductor on the CPU; `production` uses the real options (freezing + max-autotune GEMMs, minutes), else
+    freezing alone. The context (160) spans several key buckets, so the dynamic key count is exercised."""
+    import alm.sample.decoder as decoder
+
+    if not production:
+        monkeypatch.setattr(decoder, "CPU_COMPILE_OPTIONS", {"freezing": True})
+    model = tiny_model(max_seq_len=160, **variant)
+    prompts, cfg = [[3, 14, 15], [9, 2, 6, 5, 35]], GREEDY.replace(max_new_tokens=150)
+    engine = Engine(model, device="cpu", slots=2, compile="on")
+    seqs = [engine.submit(p, cfg) for p in prompts]
+    run_all(engine)
+    assert engine.decoder.compiled, engine.decoder.compile_note
+    eager = Engine(model, device="cpu", slots=2)
+    expected = [eager.submit(p, cfg) for p in prompts]
+    run_all(eager)
+    assert [s.tokens for s in seqs] == [s.tokens for s in expected]

@@ -1,0 +1,136 @@
+"""Weight-only int8 (`alm.model.quant`, `--quantize int8`): both kernels give the same numbers, the right layers
+are quantised, memory shrinks, and a trained model keeps its quality: bits per byte within 1% of fp32 and
+the same greedy text."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from serve_helpers import save_chat_run
+from typer.testing import CliRunner
+
+from alm.cli.app import app
+from alm.errors import UsageError
+from alm.evaluate import evaluate_text
+from alm.model.quant import Int8Linear, default_kernel, quantize, weight_bytes
+from alm.sample import SamplingConfig, generate
+from testkit.corpus import shipped_text
+from testkit.models import tiny_model
+
+BPB_BOUND = 0.01  # int8 may change bits per byte by at most 1% of the fp32 figure
+
+
+@pytest.fixture(scope="module")
+def text() -> str:
+    return shipped_text(24_000)
+
+
+@pytest.fixture(scope="module")
+def trained(chat_tokenizer, text):
+    """A small model trained for real on the first 20,000 characters (the rest is held out)."""
+    ids = torch.tensor(chat_tokenizer.encode(text[:20_000]))
+    model = tiny_model(chat_tokenizer.vocab_size, d_model=64, init_std=0.02)
+    generator = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(250):
+        starts = torch.randint(0, len(ids) - 65, (16,), generator=generator)
+        batch = torch.stack([ids[s : s + 65] for s in starts.tolist()])
+        loss = model(batch[:, :-1], targets=batch[:, 1:]).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+def quantized_copy(model, kernel=None):
+    copy = tiny_model(model.config.vocab_size, **_shape(model))
+    copy.load_state_dict(model.state_dict())
+    quantize(copy, "int8", kernel=kernel)
+    return copy.eval()
+
+
+def _shape(model) -> dict:
+    cfg = model.config
+    return dict(d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, n_kv_heads=cfg.n_kv_heads,
+                max_seq_len=cfg.max_seq_len, tie_embeddings=cfg.tie_embeddings, ffn=cfg.ffn)  # fmt: skip
+
+
+def test_both_kernels_compute_the_same_product():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(96, 48, bias=True)
+    x = torch.randn(5, 3, 96)
+    packed, dequant = Int8Linear(linear, "int8pack"), Int8Linear(linear, "dequant")
+    with torch.inference_mode():
+        a, b, ref = packed(x), dequant(x), linear(x)
+        exact = x @ dequant.dequantized().T + linear.bias
+    assert a.shape == b.shape == (5, 3, 48)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(b, exact, rtol=1e-5, atol=1e-5)
+    assert (a - ref).abs().max() < 0.02 * ref.abs().max()  # int8 rounding, small next to the outputs
+    assert packed.weight_int8.dtype == torch.int8 and packed.weight_int8.abs().max() <= 127
+
+
+def test_the_kernel_follows_the_device():
+    assert default_kernel(torch.device("mps")) == "int8pack"
+    assert default_kernel(torch.device("cuda")) == "dequant"
+    assert default_kernel(torch.device("cpu")) in ("int8pack", "dequant")
+
+
+def test_which_layers_are_quantised():
+    untied = tiny_model(300, ffn="dual")
+    before = weight_bytes(untied)
+    replaced = quantize(untied, "int8")
+    # per layer: qkv, proj and both FFN branches' in/out (the 2-way router stays float); plus the head
+    kinds = {name: type(module).__name__ for name, module in untied.named_modules()}
+    assert kinds["head"] == "Int8Linear" and kinds["layers.0.ffn.router"] == "Linear"
+    assert replaced == sum(kind == "Int8Linear" for kind in kinds.values())
+    assert weight_bytes(untied) < 0.5 * before
+    tied = tiny_model(300, tie_embeddings=True)
+    quantize(tied, "int8")
+    assert type(tied.head).__name__ == "Linear" and tied.head.weight is tied.tok_emb.weight
+    with pytest.raises(UsageError, match="--quantize 'int4'"):
+        quantize(tied, "int4")
+
+
+def test_int8_keeps_a_trained_models_quality(trained, chat_tokenizer, text):
+    held_out = text[20_000:]
+    fp32 = evaluate_text(trained, chat_tokenizer, held_out, device="cpu")
+    for kernel in ("dequant", "int8pack"):
+        int8 = evaluate_text(quantized_copy(trained, kernel), chat_tokenizer, held_out, device="cpu")
+        change = abs(int8.bits_per_byte - fp32.bits_per_byte) / fp32.bits_per_byte
+        assert change < BPB_BOUND, (kernel, fp32.bits_per_byte, int8.bits_per_byte)
+    assert fp32.bits_per_byte < 3.5  # it did learn something (random is ~8)
+    cfg = SamplingConfig(greedy=True, max_new_tokens=30)
+    expected = generate(trained, chat_tokenizer, "ROMEO:", cfg, device="cpu").text()
+    assert generate(quantized_copy(trained), chat_tokenizer, "ROMEO:", cfg, device="cpu").text() == expected
+
+
+def test_sample_and_chat_take_quantize(tmp_path, monkeypatch, trained, chat_tokenizer):
+    monkeypatch.chdir(tmp_path)
+    save_chat_run(tmp_path / "runs" / "shakes", trained, chat_tokenizer, finetune=False)
+    runner = CliRunner()
+    args = ["sample", "shakes", "-p", "ROMEO:", "--greedy", "-n", "30", "--device", "cpu"]
+    plain = runner.invoke(app, args)
+    int8 = runner.invoke(app, [*args, "--quantize", "int8"])
+    assert plain.exit_code == int8.exit_code == 0, int8.output
+    assert int8.stdout == plain.stdout and "int8 weights" in int8.stderr
+    bad = runner.invoke(app, [*args, "--quantize", "fp4"])
+    assert bad.exit_code == 2 and "--quantize 'fp4' is not supported" in bad.stderr
+    chat = runner.invoke(app, ["chat", "shakes", "--device", "cpu", "--quantize", "int8"], input="Hi\n")
+    assert chat.exit_code == 0, chat.output  # the chat tokens are there; int8 loads
+
+
+def test_the_dashboard_reads_and_writes_quantize(tmp_path, trained, chat_tokenizer):
+    from alm.dashboard.sample_command import command_line, parse_sample_line
+    from alm.dashboard.sampling import SamplerSession
+
+    run_dir = tmp_path / "runs" / "shakes"
+    save_chat_run(run_dir, trained, chat_tokenizer, finetune=False)
+    (request,) = parse_sample_line('alm sample --prompt "Hi" --quantize int8', run_dir=run_dir)
+    assert request.quantize == "int8"
+    assert "--quantize int8" in command_line("shakes", request)
+    loaded = SamplerSession(run_dir).load(None, "cpu", request.quantize)
+    assert type(loaded.model.head).__name__ == "Int8Linear"
+    with pytest.raises(UsageError, match="--quantize 'int3'"):
+        SamplerSession(run_dir).load(None, "cpu", "int3")
