@@ -57,13 +57,15 @@ def test_num_samples_gives_consecutive_seeds() -> None:
         ("alm sample --prompt x --top-p 1.5", "--top-p"),
         ("alm sample other-run --prompt x", "this pane samples run 'tiny'"),
         ("alm sample --prompt x --runs-dir elsewhere", "this pane samples runs in runs, not elsewhere"),
+        ("alm sample --prompt x --runs-dir=runs", "this pane samples runs in other, not runs"),
         ("alm train --prompt x", "must start with `alm sample`"),
         ("alm sample --prompt x --num-samples 0", "at least 1"),
     ],
 )
 def test_bad_lines_are_usage_errors_that_name_the_problem(line: str, message: str) -> None:
+    run = Path("other/tiny") if "--runs-dir=runs" in line else RUN
     with pytest.raises(UsageError, match=message):
-        parse_sample_line(line, run_dir=RUN)
+        parse_sample_line(line, run_dir=run)
 
 
 def test_the_lines_options_come_from_the_sampling_spec_not_from_a_cli_app() -> None:

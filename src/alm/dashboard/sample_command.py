@@ -61,10 +61,8 @@ def parse_sample_line(
         if opt.repeatable and values[opt.name] == () and opt.default:
             values[opt.name] = tuple(opt.default)
     _check_run(positional, run_dir)
-    if (
-        values[RUNS_DIR.name] != RUNS_DIR.default
-        and Path(values[RUNS_DIR.name]).resolve() != run_dir.parent.resolve()
-    ):
+    given_runs_dir = any(w == RUNS_DIR.flag or w.startswith(RUNS_DIR.flag + "=") for w in words)
+    if given_runs_dir and Path(values[RUNS_DIR.name]).resolve() != run_dir.parent.resolve():
         raise UsageError(
             f"this pane samples runs in {run_dir.parent}, not {values[RUNS_DIR.name]}",
             hint="leave --runs-dir out, or start the dashboard with that --runs-dir",
