@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import pty
-import select
 import subprocess
 import sys
-import time
 
 import pytest
 from typer.testing import CliRunner
@@ -17,6 +15,7 @@ from alm.cli.app import app
 from testkit.chat import SYSTEM_PROMPT
 from testkit.models import tiny_model
 from testkit.runs import save_run
+from testkit.terminal import read_until
 
 runner = CliRunner()
 
@@ -99,25 +98,6 @@ def test_chat_example_writes_the_data(tmp_path):
     assert bad.exit_code == 2 and "cannot draw" in bad.stderr
 
 
-def _read_until(fd: int, needle: bytes, timeout: float = 60.0) -> bytes:
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while needle not in seen:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"timed out waiting for {needle!r}; got {seen[-500:]!r}")
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk
-    return seen
-
-
 @pytest.mark.slow
 def test_a_conversation_on_a_real_terminal(run_dir):
     """On a TTY: a `you>` prompt, labelled streaming replies, multi-turn memory, Ctrl+D ends cleanly."""
@@ -127,12 +107,12 @@ def test_a_conversation_on_a_real_terminal(run_dir):
     proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, cwd=run_dir.parent.parent, env=env)
     os.close(slave)
     try:
-        _read_until(master, b"you>")
+        read_until(master, b"you>")
         os.write(master, b"Hi\n")
-        out = _read_until(master, b"you>")
+        out = read_until(master, b"you>")
         assert b"assistant>" in out and b"Hello there!" in out
         os.write(master, b"What is 2 + 3?\n")
-        assert b"5" in _read_until(master, b"you>")
+        assert b"5" in read_until(master, b"you>")
         os.write(master, b"\x04")  # Ctrl+D
         assert proc.wait(timeout=30) == 0
     finally:

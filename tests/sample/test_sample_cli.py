@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import pty
-import select
 import subprocess
 import sys
-import time
 
 import pytest
 from sample_helpers import PARROT_CONTINUATION, PARROT_PROMPT, save_run
@@ -16,6 +14,7 @@ from typer.testing import CliRunner
 
 from alm.cli.app import app
 from alm.cli.sample import interactive_loop
+from testkit.terminal import read_until
 
 runner = CliRunner()
 
@@ -146,25 +145,6 @@ def test_interactive_loop_runs_each_prompt_until_quit():
     assert seen == ["first", "boom", "second"]
 
 
-def _read_until(fd: int, needle: bytes, timeout: float = 60.0) -> bytes:
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while needle not in seen:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"timed out waiting for {needle!r}; got {seen[-500:]!r}")
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk
-    return seen
-
-
 @pytest.mark.slow
 def test_interactive_session_on_a_real_terminal(run_dir, parrot):
     """No --prompt on a TTY: a prompt loop; each line streams a sample; Ctrl+D ends the session cleanly."""
@@ -175,9 +155,9 @@ def test_interactive_session_on_a_real_terminal(run_dir, parrot):
     proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, cwd=run_dir.parent.parent, env=env)
     os.close(slave)
     try:
-        _read_until(master, b"prompt>")
+        read_until(master, b"prompt>")
         os.write(master, PARROT_PROMPT.encode() + b"\n")
-        out = _read_until(master, b"prompt>")
+        out = read_until(master, b"prompt>")
         assert PARROT_CONTINUATION.encode() in out
         os.write(master, b"\x04")  # Ctrl+D
         assert proc.wait(timeout=30) == 0
