@@ -45,6 +45,13 @@ def test_bench_serve_refuses_bad_client_counts():
     assert result.exit_code == 2 and "--clients takes positive counts" in result.stderr
 
 
+def test_bench_serve_of_a_missing_run_is_a_usage_error(tmp_path, monkeypatch):
+    """Refused before any server starts (it used to surface as a server that failed to start: exit 1)."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["bench", "serve", "nope"])
+    assert result.exit_code == 2 and "no run 'nope'" in result.stderr
+
+
 def test_percentile_is_nearest_rank():
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert percentile([1.0, 2.0, 3.0], 99) == 3.0

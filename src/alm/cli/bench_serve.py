@@ -61,6 +61,7 @@ def bench_serve(
     Reports requests/s, output tok/s, time to first token (p50/p99) and errors, for continuous batching, one
     request at a time, and int8."""
     from alm.bench.serve import run_serve_bench
+    from alm.cli.sample import resolve_checkpoint_arg
     from alm.cli.serve import check_serve_installed
 
     check_serve_installed()
@@ -68,6 +69,9 @@ def bench_serve(
     for flag, value in (("--requests", requests), ("--max-tokens", max_tokens)):
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
+    resolve_checkpoint_arg(
+        run, None
+    )  # a missing run is a usage error (2) here, not a server that fails to start
     result = run_serve_bench(
         run,
         clients=counts,
