@@ -217,7 +217,7 @@ def build_hf_model(model, device: torch.device):
 def llama_cpp_decoder(gguf: Path, prompt_ids: list[int], n_ctx: int) -> Callable[[int], list[int]]:
     """llama.cpp (llama-cpp-python) decoding greedily from `gguf`, with torch's thread count. ImportError when
     `llama_cpp` is not installed."""
-    import llama_cpp
+    import llama_cpp  # pyright: ignore[reportMissingImports]  (optional: `make test-interop` installs it)
 
     llm = llama_cpp.Llama(
         model_path=str(gguf), n_ctx=n_ctx, n_threads=torch.get_num_threads(), n_batch=512, verbose=False
