@@ -39,3 +39,21 @@ def test_bench_cli_runs_on_a_model_file(tmp_path):
     assert record["new_tokens"] == 6 and record["recompute_agree_tokens"] == 6 and record["vs_hf"] is None
     bad = CliRunner().invoke(app, [*args[:4], "--new-tokens", "0"])
     assert bad.exit_code == 2
+
+
+def test_profile_shows_single_and_batched_decoding(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from alm.cli.app import app
+
+    model_file = tmp_path / "tiny.yaml"
+    model_file.write_text(yaml.safe_dump({"d_model": 32, "n_layers": 1, "n_heads": 2, "max_seq_len": 16}))
+    args = ["bench", "sample", "--model", str(model_file), "--vocab-size", "64", "--max-tokens", "4"]
+    common = ["--repeats", "1", "--no-peer", "--no-compile", "--device", "cpu", "--profile"]
+    result = CliRunner().invoke(app, [*args, *common])
+    assert result.exit_code == 0, result.output
+    one, batched = result.stdout.split("decoding 8 sequences at once")
+    assert "decoding one sequence" in one and "aten::" in one and "aten::" in batched
+    alone = CliRunner().invoke(app, [*args, *common, "--no-batch"])
+    assert alone.exit_code == 0 and "sequences at once" not in alone.stdout

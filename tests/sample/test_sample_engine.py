@@ -193,6 +193,38 @@ def test_mps_decodes_eagerly_and_says_why():
     )  # auto compiles on CUDA only
 
 
+def test_only_the_key_count_is_dynamic_in_every_compiled_step(monkeypatch):
+    """Each decoder's graph is specialised to its slot count, even after another decoder in the process compiled
+    one for a different count (Dynamo would otherwise make the batch symbolic, and the GEMMs slower), while the
+    key count stays one symbol, so one graph serves every key bucket."""
+    import alm.sample.decoder as decoder
+
+    graphs: list[set] = []
+
+    def recording_backend(gm, example_inputs):
+        symbols: set = set()
+        for value in example_inputs:
+            dims = value.shape if isinstance(value, torch.Tensor) else [value]
+            for dim in dims:
+                if isinstance(dim, torch.SymInt):
+                    symbols |= dim.node.expr.free_symbols
+        graphs.append(symbols)
+        return gm.forward
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, backend=recording_backend, **kw))
+    monkeypatch.setattr(decoder, "CPU_COMPILE_OPTIONS", {})
+    model = tiny_model(max_seq_len=160)
+    cfg = GREEDY.replace(max_new_tokens=100)  # 100 tokens span two key buckets
+    for slots in (1, 3):
+        engine = Engine(model, device="cpu", slots=slots, compile="on")
+        for _ in range(slots):
+            engine.submit([3, 14, 15], cfg)
+        run_all(engine)
+        assert engine.decoder.compiled, engine.decoder.compile_note
+    assert [len(symbols) for symbols in graphs] == [1, 1], graphs  # one graph per decoder, one symbol each
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("variant", "production"), [({"ffn": "dual"}, True), ({"position": "alibi", "n_kv_heads": 1}, False)]

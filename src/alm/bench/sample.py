@@ -399,10 +399,11 @@ def profile_decode(
     device: torch.device,
     new_tokens: int = 64,
     compile: bool = False,
+    rows: int = 1,
     row_limit: int = 15,
 ) -> str:
-    """Where the time of decoding goes: torch.profiler's table of the most expensive ops (with compile, the
-    compiled graph's own kernels are listed too)."""
+    """Where the time of decoding `rows` sequences at once goes: torch.profiler's table of the most expensive ops
+    (with compile, the compiled graph's own kernels are listed too)."""
     from torch.profiler import ProfilerActivity, profile
 
     from alm.model import Transformer
@@ -410,14 +411,14 @@ def profile_decode(
     model_cfg = dataclasses.replace(model_cfg, max_seq_len=max(model_cfg.max_seq_len, 16 + new_tokens))
     torch.manual_seed(0)
     model = Transformer(model_cfg).to(device).eval()
-    prompt_ids = torch.randint(0, model_cfg.require_vocab(), (16,)).tolist()
+    prompts = torch.randint(0, model_cfg.require_vocab(), (rows, 16)).tolist()
     activities = [ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
     from torch._inductor import config as inductor_config
 
     with inductor_config.patch({"cpp.enable_kernel_profile": True}):  # compiled kernels appear by name
-        decode = EngineDecoder(model, [prompt_ids], device, compile=compile)
+        decode = EngineDecoder(model, prompts, device, compile=compile)
         decode(new_tokens)  # warm-up (and compilation)
         with profile(activities=activities) as prof:
             decode(new_tokens)

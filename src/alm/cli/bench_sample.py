@@ -73,7 +73,10 @@ def bench_sample(
         int | None, typer.Option("--threads", help="CPU threads (default: torch's choice).")
     ] = None,
     profile: Annotated[
-        bool, typer.Option("--profile", help="Also print where decoding spends its time (torch.profiler).")
+        bool,
+        typer.Option(
+            "--profile", help="Also print where decoding spends its time, at B=1 and (with --batch) B=8."
+        ),
     ] = False,
     device: DeviceOption = "auto",
     set_: ModelSetOption = None,
@@ -88,7 +91,7 @@ def bench_sample(
 
     import torch
 
-    from alm.bench.sample import profile_decode, run_sample_bench
+    from alm.bench.sample import BATCH, profile_decode, run_sample_bench
     from alm.device import resolve_device
     from alm.model.presets import load_model_config
 
@@ -132,9 +135,11 @@ def bench_sample(
     else:
         print_result(result)
     if profile:
-        console.print("\n[bold]decoding: top ops by self CPU time (torch.profiler)[/]")
-        table = profile_decode(cfg, device=dev, new_tokens=new_tokens, compile=compile)
-        console.print(table, markup=False, highlight=False)
+        for rows in (1, BATCH) if batch else (1,):
+            what = "one sequence" if rows == 1 else f"{rows} sequences at once"
+            console.print(f"\n[bold]decoding {what}: top ops by self CPU time (torch.profiler)[/]")
+            table = profile_decode(cfg, device=dev, new_tokens=new_tokens, compile=compile, rows=rows)
+            typer.echo(table)  # as torch prints it: wrapped at the console width it would be unreadable
 
 
 LABELS = {

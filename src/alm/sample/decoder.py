@@ -91,7 +91,9 @@ class Decoder:
             for tensor in (*self.cache.keys, *self.cache.values):
                 torch._dynamo.mark_static_address(tensor)
             return torch.compile(step, mode="reduce-overhead", dynamic=False)
-        return torch.compile(step)
+        # Only the key count (marked dynamic per call) varies. Left to Dynamo's automatic dynamic shapes, a second
+        # decoder in the process with another slot count would compile with a symbolic batch and slower GEMMs.
+        return torch.compile(step, dynamic=False)
 
     # -- slots ---------------------------------------------------------------------------------------------------
     def prefill(self, slot: int, ids: Sequence[int]) -> torch.Tensor:
