@@ -69,9 +69,8 @@ def bench_serve(
     for flag, value in (("--requests", requests), ("--max-tokens", max_tokens)):
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
-    resolve_checkpoint_arg(
-        run, None
-    )  # a missing run is a usage error (2) here, not a server that fails to start
+    # A missing run is a usage error (2) here, not a server that fails to start (1).
+    resolve_checkpoint_arg(run, None)
     result = run_serve_bench(
         run,
         clients=counts,

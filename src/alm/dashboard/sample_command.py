@@ -55,16 +55,18 @@ def parse_sample_line(
         )
     if "--help" in words or "-h" in words:
         raise UsageError("`alm sample --help` is shown in a terminal; see the help screen (?) here")
-    spec = [_with_default(opt, defaults) for opt in (*SAMPLING_OPTIONS, *COMMAND_OPTIONS)]
+    # --runs-dir defaults to None here: a line that names no runs dir means the pane's own.
+    knobs = {**(defaults or {}), RUNS_DIR.name: None}
+    spec = [_with_default(opt, knobs) for opt in (*SAMPLING_OPTIONS, *COMMAND_OPTIONS)]
     positional, values = parse_options(words, spec)
     for opt in spec:  # a repeatable option the line does not give keeps its knob value
         if opt.repeatable and values[opt.name] == () and opt.default:
             values[opt.name] = tuple(opt.default)
     _check_run(positional, run_dir)
-    given_runs_dir = any(w == RUNS_DIR.flag or w.startswith(RUNS_DIR.flag + "=") for w in words)
-    if given_runs_dir and Path(values[RUNS_DIR.name]).resolve() != run_dir.parent.resolve():
+    runs_dir = values[RUNS_DIR.name]
+    if runs_dir is not None and Path(runs_dir).resolve() != run_dir.parent.resolve():
         raise UsageError(
-            f"this pane samples runs in {run_dir.parent}, not {values[RUNS_DIR.name]}",
+            f"this pane samples runs in {run_dir.parent}, not {runs_dir}",
             hint="leave --runs-dir out, or start the dashboard with that --runs-dir",
         )
     prompt = values[PROMPT.name]
@@ -104,8 +106,8 @@ def _check_run(positional: list[str], run_dir: Path) -> None:
         )
 
 
-def _with_default(opt: Option, defaults: Mapping[str, Any] | None) -> Option:
-    if defaults is None or opt.name not in defaults:
+def _with_default(opt: Option, defaults: Mapping[str, Any]) -> Option:
+    if opt.name not in defaults:
         return opt
     return dataclasses.replace(opt, default=defaults[opt.name])
 
