@@ -28,3 +28,12 @@ def base_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Tokenizer:
     from testkit.chat import train_tokenizer_file
 
     return train_tokenizer_file(tmp_path_factory.mktemp("tok-base"), chat=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_alm_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Compiled decode steps go to a directory of this session's, never the user's ~/.cache (subprocesses
+    inherit it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ALM_CACHE_DIR", str(tmp_path_factory.mktemp("alm-cache")))
+        yield

@@ -193,49 +193,50 @@ def test_mps_decodes_eagerly_and_says_why():
     )  # auto compiles on CUDA only
 
 
-def test_only_the_key_count_is_dynamic_in_every_compiled_step(monkeypatch):
-    """Each decoder's graph is specialised to its slot count, even after another decoder in the process compiled
-    one for a different count (Dynamo would otherwise make the batch symbolic, and the GEMMs slower), while the
-    key count stays one symbol, so one graph serves every key bucket."""
-    import alm.sample.decoder as decoder
+def test_only_the_key_count_is_dynamic_in_every_compiled_step():
+    """The exported step is specialised to its decoder's slot count (a symbolic batch would get slower GEMMs, as
+    Dynamo's automatic dynamic shapes once gave a second decoder in the process), while the key count is one
+    symbol, so one library serves every key bucket; a context of one bucket exports fully static."""
+    from alm.sample.compiled import export_step
+    from alm.sample.decoder import KEY_BUCKET
 
-    graphs: list[set] = []
+    def symbols(program) -> set:
+        found: set = set()
+        for node in program.graph.nodes:
+            value = node.meta.get("val") if node.op == "placeholder" else None
+            if isinstance(value, torch.Tensor):
+                for dim in value.shape:
+                    if isinstance(dim, torch.SymInt):
+                        found |= dim.node.expr.free_symbols
+        return found
 
-    def recording_backend(gm, example_inputs):
-        symbols: set = set()
-        for value in example_inputs:
-            dims = value.shape if isinstance(value, torch.Tensor) else [value]
-            for dim in dims:
-                if isinstance(dim, torch.SymInt):
-                    symbols |= dim.node.expr.free_symbols
-        graphs.append(symbols)
-        return gm.forward
-
-    real_compile = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, backend=recording_backend, **kw))
-    monkeypatch.setattr(decoder, "CPU_COMPILE_OPTIONS", {})
     model = tiny_model(max_seq_len=160)
-    cfg = GREEDY.replace(max_new_tokens=100)  # 100 tokens span two key buckets
     for slots in (1, 3):
-        engine = Engine(model, device="cpu", slots=slots, compile="on")
-        for _ in range(slots):
-            engine.submit([3, 14, 15], cfg)
-        run_all(engine)
-        assert engine.decoder.compiled, engine.decoder.compile_note
-    assert [len(symbols) for symbols in graphs] == [1, 1], graphs  # one graph per decoder, one symbol each
+        decoder = Decoder(model, slots, device="cpu")
+        example = (decoder.tokens, decoder.positions, torch.arange(KEY_BUCKET), decoder.cache)
+        program = export_step(model, example, dynamic_keys=True)
+        [key_count] = symbols(program)
+        inputs = [n.meta["val"] for n in program.graph.nodes if n.name in ("tokens", "positions")]
+        assert [value.shape for value in inputs] == [(slots,), (slots,)]
+        # at most the whole context: the cache's spare position is never read
+        assert program.range_constraints[key_count].upper == 160
+    assert not symbols(export_step(model, example, dynamic_keys=False))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("variant", "production"), [({"ffn": "dual"}, True), ({"position": "alibi", "n_kv_heads": 1}, False)]
 )
-def test_the_compiled_step_generates_the_eager_tokens(variant, production, monkeypatch):
-    """Inductor on the CPU; `production` uses the real options (freezing + max-autotune GEMMs, minutes), else
-    freezing alone. The context (160) spans several key buckets, so the dynamic key count is exercised."""
-    import alm.sample.decoder as decoder
+def test_the_compiled_step_generates_the_eager_tokens(variant, production, monkeypatch, tmp_path, capfd):
+    """AOTInductor on the CPU; `production` uses the real options (freezing + max-autotune GEMMs, a minute), else
+    freezing alone. The context (160) spans several key buckets, so the dynamic key count is exercised. A fresh
+    Inductor cache makes the autotuner run, and its timing tables must not reach the user's terminal."""
+    import alm.sample.compiled as compiled
 
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    monkeypatch.setenv("ALM_CACHE_DIR", str(tmp_path / "alm"))  # nothing kept from an earlier run
     if not production:
-        monkeypatch.setattr(decoder, "CPU_COMPILE_OPTIONS", {"freezing": True})
+        monkeypatch.setattr(compiled, "CPU_COMPILE_OPTIONS", {"freezing": True})
     model = tiny_model(max_seq_len=160, **variant)
     prompts, cfg = [[3, 14, 15], [9, 2, 6, 5, 35]], GREEDY.replace(max_new_tokens=150)
     engine = Engine(model, device="cpu", slots=2, compile="on")
@@ -246,3 +247,5 @@ def test_the_compiled_step_generates_the_eager_tokens(variant, production, monke
     expected = [eager.submit(p, cfg) for p in prompts]
     run_all(eager)
     assert [s.tokens for s in seqs] == [s.tokens for s in expected]
+    printed = capfd.readouterr()
+    assert "AUTOTUNE" not in printed.err + printed.out and "TypedStorage" not in printed.err

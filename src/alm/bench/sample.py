@@ -325,7 +325,7 @@ def run_sample_bench(
     }
     compile_seconds, compile_note = None, ""
     if compile:
-        say("compiling the decode step (a minute or more on a CPU)")
+        say("compiling the decode step (a minute or more on a CPU, unless an earlier run kept it)")
         compiled = EngineDecoder(model, prompts[:1], device, compile=True)
         start = time.perf_counter()
         compiled(WARMUP_TOKENS)

@@ -204,7 +204,10 @@ def print_result(result: SampleBenchResult) -> None:
     )
     _verdict("batched B=8 vs B=1 (aggregate)", result.batch_speedup, None, bench.TARGET_BATCH_SPEEDUP)
     if result.compile_seconds is not None:
-        console.print(f"[dim]compiling the decode step took {result.compile_seconds:.0f} s[/]")
+        console.print(
+            f"[dim]the compiled decode step was ready in {result.compile_seconds:.0f} s (on a CPU a package kept "
+            "by an earlier run loads in seconds; ALM_CACHE_DIR=off times a build)[/]"
+        )
     for name, why in result.skipped.items():
         console.print(f"[dim]{LABELS.get(name, name)}: not measured: {why}[/]")
     for timing in result.timings():

@@ -40,6 +40,13 @@ class KVCache:
             [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)],
         )
 
+    @classmethod
+    def of(cls, keys: list[torch.Tensor], values: list[torch.Tensor]) -> KVCache:
+        """A cache (length 0) over existing per-layer tensors, e.g. those a compiled decode step receives."""
+        cache = cls.__new__(cls)
+        cache._adopt(keys, values)
+        return cache
+
     def _adopt(self, keys: list[torch.Tensor], values: list[torch.Tensor]) -> None:
         self.keys, self.values = keys, values
         self.batch_size, self.max_len = keys[0].shape[0], keys[0].shape[2]
@@ -87,9 +94,7 @@ class KVCache:
     def row(self, i: int) -> KVCache:
         """Row i as a cache of its own (batch 1, length 0) sharing this cache's memory: prefilling it writes the
         row in place, so one sequence of a batch can (re)start while the others keep their keys."""
-        view = KVCache.__new__(KVCache)
-        view._adopt([k[i : i + 1] for k in self.keys], [v[i : i + 1] for v in self.values])
-        return view
+        return KVCache.of([k[i : i + 1] for k in self.keys], [v[i : i + 1] for v in self.values])
 
     def at(self, positions: torch.Tensor, n_keys: int) -> RowStep:
         """A one-token decode step in which row b writes at positions[b] and reads keys [0, n_keys)."""

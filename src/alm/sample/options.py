@@ -142,8 +142,8 @@ DEVICE = Option("device", ("--device",), "auto (mps > cuda > cpu), cpu, cuda, cu
 COMPILE = Option(
     "compile",
     ("--compile", "--no-compile"),
-    "Compile the decode step (torch.compile; CUDA graphs on CUDA). Pays off on long runs: compiling takes about a "
-    "minute on a CPU.",
+    "Compile the decode step (AOTInductor on a CPU, CUDA graphs on CUDA). Pays off on long runs: compiling takes "
+    "about a minute on a CPU.",
     bool,
     False,
 )

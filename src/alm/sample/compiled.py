@@ -1,0 +1,178 @@
+"""The decode step, compiled: ahead of time by AOTInductor on the CPU, as a CUDA graph by torch.compile on CUDA.
+
+On the CPU a small model's step is bound by reading its weights, and what torch.compile leaves around the kernels
+(Dynamo's frame hook, the Python wrapper that calls ~50 kernels and allocates their buffers) cost ~0.75 ms of a
+~5 ms pico step. AOTInductor compiles the exported step into one shared library with a C++ wrapper, called with
+no guards and no Python between kernels: 10–20% faster per token, the same logits to the bit, at the price of a
+longer compilation (the wrapper and every kernel are built as one C++ file). So the built package is kept on disk
+(`package_store`), keyed by everything the library depends on, and the next process with the same model loads it
+in seconds. On CUDA the launches are what cost, and a CUDA graph replays them all at once; that needs static
+shapes and cache tensors at fixed addresses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from alm.fileio import atomic_link
+from alm.model.cache import KVCache
+
+if TYPE_CHECKING:
+    from alm.model.transformer import Transformer
+
+# tokens [B], positions [B], key positions [n_keys], the cache's keys and values per layer -> logits [B, V]
+CompiledStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, list, list], torch.Tensor]
+
+# tokens, positions, key positions and the cache of one call, for tracing
+StepInputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, KVCache]
+
+# Freezing folds the weights into the graph so Inductor can pack them for its own GEMM kernels (which beat BLAS on
+# the skinny matmuls of decoding: measured 1.7x at 8 rows), and max-autotune picks those kernels per shape,
+# without printing its timing tables to the user's terminal.
+CPU_COMPILE_OPTIONS = {
+    "freezing": True,
+    "max_autotune": True,
+    "max_autotune_gemm_backends": "CPP,ATEN",
+    "autotune_num_choices_displayed": 0,
+    "max_autotune_report_choices_stats": False,
+}
+KEEP_PACKAGES = 4  # compiled steps kept on disk (a pico one is ~150 MB: the weights, as given and as packed)
+
+
+class DecodeStep(torch.nn.Module):
+    """What is compiled: one token for every row of the cache. The cache arrives as its tensors (inputs the step
+    writes in place), and the key count as a tensor's length, so it can be a dynamic size rather than a constant."""
+
+    def __init__(self, model: Transformer):
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, tokens, positions, key_positions: torch.Tensor, keys: list, values: list
+    ) -> torch.Tensor:
+        cache = KVCache.of(list(keys), list(values))
+        return self.model.decode_step(tokens, positions, cache, key_positions.shape[0])
+
+
+def export_step(
+    model: Transformer, example: StepInputs, *, dynamic_keys: bool
+) -> torch.export.ExportedProgram:
+    """The step as an exported graph: every shape static (the batch is the decoder's slot count) except, with
+    `dynamic_keys`, the number of keys read (at most the cache's length less its spare position)."""
+    tokens, positions, key_positions, cache = example
+    keys = {0: torch.export.Dim("n_keys", min=2, max=cache.max_len - 1)} if dynamic_keys else {}
+    per_layer = [{}] * len(cache.keys)
+    shapes = ({}, {}, keys, per_layer, per_layer)
+    with torch.inference_mode():
+        return torch.export.export(
+            DecodeStep(model),
+            (tokens, positions, key_positions, cache.keys, cache.values),
+            dynamic_shapes=shapes,
+            strict=False,
+        )
+
+
+def compile_cpu_step(model: Transformer, example: StepInputs, *, dynamic_keys: bool) -> CompiledStep:
+    """AOTInductor: export, then load the package built for the same graph and weights by an earlier process, or
+    build it (in a temporary directory: the loader keeps its own copy of the library) and keep it for the next."""
+    program = export_step(model, example, dynamic_keys=dynamic_keys)
+    store = package_store()
+    kept = store / f"{package_key(program)}.pt2" if store is not None else None
+    if kept is not None and kept.is_file():
+        try:
+            step = torch._inductor.aoti_load_package(str(kept), run_single_threaded=True)
+        except Exception:  # truncated, or built by an incompatible toolchain: build it again
+            with contextlib.suppress(OSError):
+                kept.unlink()
+        else:
+            with contextlib.suppress(OSError):
+                os.utime(kept)  # the most recently used is pruned last
+            return step
+    from torch._inductor import config
+
+    # Freezing is only honoured as global config, so the options are patched around the build.
+    with (
+        config.patch(CPU_COMPILE_OPTIONS),
+        tempfile.TemporaryDirectory(prefix="alm-decode-") as tmp,
+        warnings.catch_warnings(),
+    ):
+        warnings.filterwarnings("ignore", "TypedStorage is deprecated")  # raised inside Inductor's autotuner
+        path = str(Path(tmp) / "step.pt2")  # a str: a Path fails the packager's own check
+        package = torch._inductor.aoti_compile_and_package(program, package_path=path)
+        if kept is not None:
+            with contextlib.suppress(OSError):  # a full or read-only disk costs the next process a compile
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                atomic_link(package, kept)
+                _prune(kept.parent)
+        return torch._inductor.aoti_load_package(package, run_single_threaded=True)
+
+
+def package_store() -> Path | None:
+    """Where compiled CPU steps are kept: $ALM_CACHE_DIR/decode-steps, by default under $XDG_CACHE_HOME/alm (or
+    ~/.cache/alm); ALM_CACHE_DIR=off keeps none."""
+    root = os.environ.get("ALM_CACHE_DIR", "")
+    if root == "off":
+        return None
+    if not root:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "alm"
+    return Path(root).expanduser() / "decode-steps"
+
+
+def package_key(program: torch.export.ExportedProgram) -> str:
+    """A digest of what the built library depends on: the graph (so the model's code and every shape), each
+    weight's bytes, Inductor's whole configuration as the build will see it (the options, and any a caller set,
+    such as kernel profiling), the torch version, the CPU's vector ISA and the thread count the kernels are for."""
+    from torch._inductor import config
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+    with config.patch(CPU_COMPILE_OPTIONS):
+        options = config.save_config_portable()
+    # The first build in a process writes its device and ISA here: left in, the key would change after it.
+    options.pop("aot_inductor.metadata", None)
+    machine = [torch.__version__, str(pick_vec_isa()), str(torch.get_num_threads())]
+    inputs = [str(node.meta.get("val")) for node in program.graph.nodes if node.op == "placeholder"]
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(
+        "\n".join([*machine, repr(sorted(options.items())), program.graph_module.code, *inputs]).encode()
+    )
+    for name, tensor in sorted({**program.state_dict, **program.constants}.items()):
+        if isinstance(tensor, torch.Tensor):
+            digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}".encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+def _prune(store: Path) -> None:
+    """Keep the KEEP_PACKAGES most recently used packages."""
+    packages = sorted(store.glob("*.pt2"), key=lambda path: path.stat().st_mtime, reverse=True)
+    for stale in packages[KEEP_PACKAGES:]:
+        stale.unlink(missing_ok=True)
+
+
+def compile_cuda_step(model: Transformer, cache: KVCache) -> CompiledStep:
+    """torch.compile with CUDA graphs ("reduce-overhead"): every shape static (attention reads the whole cache),
+    the cache's tensors at static addresses. Graphs are captured on the first calls."""
+    for tensor in (*cache.keys, *cache.values):
+        torch._dynamo.mark_static_address(tensor)
+    graph = torch.compile(DecodeStep(model), mode="reduce-overhead", dynamic=False)
+    warm = False
+
+    def step(tokens, positions, key_positions, keys, values) -> torch.Tensor:
+        nonlocal warm
+        torch.compiler.cudagraph_mark_step_begin()
+        # Every call passes the same tensors: once one has run, Dynamo's per-call guard checks decide nothing.
+        with torch.compiler.set_stance(skip_guard_eval_unsafe=warm):  # reset on exit
+            logits = graph(tokens, positions, key_positions, keys, values)
+        warm = True
+        return logits
+
+    return step
