@@ -223,14 +223,39 @@ def test_only_the_key_count_is_dynamic_in_every_compiled_step():
     assert not symbols(export_step(model, example, dynamic_keys=False))
 
 
+def test_the_exported_step_calls_alms_attention_kernel_where_it_applies(monkeypatch):
+    """Every layer's attention is one call of torch.ops.alm.decode_attention, except with ALiBi (an additive
+    bias); a kernel that cannot be built leaves the step to Inductor's attention."""
+    import alm.sample.compiled as compiled
+
+    assert compiled.load_decode_kernel()
+    for variant, calls in (({}, 2), ({"position": "alibi"}, 0)):
+        model = tiny_model(n_layers=2, **variant)
+        decoder = Decoder(model, 2, device="cpu")
+        example = (decoder.tokens, decoder.positions, torch.arange(8), decoder.cache)
+        program = compiled.export_step(model, example, dynamic_keys=True, decode_kernel=True)
+        kernel = torch.ops.alm.decode_attention.default
+        assert sum(node.target is kernel for node in program.graph.nodes) == calls
+
+    def no_toolchain(store):
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(compiled, "load_decode_attention", no_toolchain)
+    assert not compiled.load_decode_kernel()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("variant", "production"), [({"ffn": "dual"}, True), ({"position": "alibi", "n_kv_heads": 1}, False)]
+    ("variant", "slots", "production"),
+    [({"ffn": "dual"}, 8, True), ({"position": "alibi", "n_kv_heads": 1}, 2, False)],
 )
-def test_the_compiled_step_generates_the_eager_tokens(variant, production, monkeypatch, tmp_path, capfd):
-    """AOTInductor on the CPU; `production` uses the real options (freezing + max-autotune GEMMs, a minute), else
-    freezing alone. The context (160) spans several key buckets, so the dynamic key count is exercised. A fresh
-    Inductor cache makes the autotuner run, and its timing tables must not reach the user's terminal."""
+def test_the_compiled_step_generates_the_eager_tokens(
+    variant, slots, production, monkeypatch, tmp_path, capfd
+):
+    """AOTInductor on the CPU; `production` uses the real options (freezing + max-autotune GEMMs, a minute) with
+    8 slots (alm's attention kernel, and the GEMMs tuned for 8 rows), else freezing alone and Inductor's
+    attention (ALiBi). The context (160) spans several key buckets, so the dynamic key count is exercised. A
+    fresh Inductor cache makes the autotuner run, and its timing tables must not reach the user's terminal."""
     import alm.sample.compiled as compiled
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
@@ -238,12 +263,22 @@ def test_the_compiled_step_generates_the_eager_tokens(variant, production, monke
     if not production:
         monkeypatch.setattr(compiled, "CPU_COMPILE_OPTIONS", {"freezing": True})
     model = tiny_model(max_seq_len=160, **variant)
-    prompts, cfg = [[3, 14, 15], [9, 2, 6, 5, 35]], GREEDY.replace(max_new_tokens=150)
-    engine = Engine(model, device="cpu", slots=2, compile="on")
+    prompts = [
+        [3, 14, 15],
+        [9, 2, 6, 5, 35],
+        [1],
+        [7, 7, 7, 7],
+        [40, 2],
+        [5, 6, 7, 8, 9, 10],
+        [11],
+        [60, 1, 2],
+    ]
+    prompts, cfg = prompts[:slots], GREEDY.replace(max_new_tokens=150)
+    engine = Engine(model, device="cpu", slots=slots, compile="on")
     seqs = [engine.submit(p, cfg) for p in prompts]
     run_all(engine)
     assert engine.decoder.compiled, engine.decoder.compile_note
-    eager = Engine(model, device="cpu", slots=2)
+    eager = Engine(model, device="cpu", slots=slots)
     expected = [eager.submit(p, cfg) for p in prompts]
     run_all(eager)
     assert [s.tokens for s in seqs] == [s.tokens for s in expected]

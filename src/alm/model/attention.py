@@ -35,6 +35,7 @@ class AttentionContext(NamedTuple):
         torch.Tensor | None
     )  # additive float (ALiBi) or boolean mask [B or 1, H or 1, T, keys]; None = is_causal
     is_causal: bool
+    decode_kernel: bool = False  # a decode step calls torch.ops.alm.decode_attention (alm.model.kernels)
 
 
 def single_query_attention(
@@ -79,7 +80,10 @@ class Attention(nn.Module):
             if k.dtype != q.dtype:  # a cache made in another dtype than autocast computes in
                 k, v = k.to(q.dtype), v.to(q.dtype)
         if T == 1 and cache is not None:
-            y = single_query_attention(q, k, v, ctx.mask)
+            if ctx.decode_kernel:
+                y = torch.ops.alm.decode_attention(q, k, v, ctx.mask)
+            else:
+                y = single_query_attention(q, k, v, ctx.mask)
             return self.proj(y.transpose(1, 2).reshape(B, T, H * self.head_dim))
         grouped = KV != H  # query head h reads KV head h // (H // KV)
         if grouped and not _sdpa_handles_gqa(q.device.type, ctx.mask is not None):

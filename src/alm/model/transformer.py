@@ -14,6 +14,7 @@ from alm.model.cache import CacheWriter, KVCache
 from alm.model.config import ModelConfig
 from alm.model.ffn import RouterOutput, make_ffn
 from alm.model.init import is_residual_projection
+from alm.model.kernels import decode_attention_supports
 from alm.model.loss import linear_cross_entropy
 from alm.model.norms import RMSNorm, make_norm
 from alm.model.positions import RotaryEmbedding, alibi_bias, alibi_bias_at, alibi_slopes, causal_mask_at
@@ -177,12 +178,20 @@ class Transformer(nn.Module):
         return ModelOutput(loss, aux_loss, stats, _logits=logits.view(*x.shape[:-1], -1))
 
     def decode_step(
-        self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, n_keys: int
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        cache: KVCache,
+        n_keys: int,
+        *,
+        decode_kernel: bool = False,
     ) -> torch.Tensor:
         """Logits [B, V] for one new token per row, row b at its own position positions[b] (batched generation:
         every row of `cache` is a sequence of its own length). Reads keys [0, n_keys), so n_keys must exceed
         every row's position. Eval only, and pure tensor code (no host reads, no checks): this is the function
-        `alm.sample.decoder` compiles, where norm, QKV, RoPE and the cache write fuse into few kernels."""
+        `alm.sample.decoder` compiles, where norm, QKV, RoPE and the cache write fuse into few kernels.
+        `decode_kernel`: attention by torch.ops.alm.decode_attention where it applies (the caller has loaded
+        it: `alm.model.kernels`)."""
         x = self.tok_emb(tokens[:, None])  # [B, 1, d_model]
         if self.pos_emb is not None:
             x = x + self.pos_emb(positions)[:, None]
@@ -192,7 +201,9 @@ class Transformer(nn.Module):
             mask = alibi_bias_at(self.alibi_slopes, query_pos, n_keys, dtype)
         else:
             mask = causal_mask_at(query_pos, n_keys)
-        ctx, step = AttentionContext(rope, mask, False), cache.at(positions, n_keys)
+        alibi, device = self.config.position == "alibi", tokens.device
+        kernel = decode_kernel and decode_attention_supports(self.config.head_dim, dtype, device, alibi)
+        ctx, step = AttentionContext(rope, mask, False, kernel), cache.at(positions, n_keys)
         for i, layer in enumerate(self.layers):
             x, _ = layer(x, ctx, step, i)
         return self.head(self.norm(x[:, 0]))
