@@ -87,6 +87,14 @@ def test_keys_after_the_last_visible_one_are_never_read(store):
     assert torch.equal(torch.ops.alm.decode_attention(q, k, v, mask), clean)
 
 
+def test_a_nan_in_a_visible_key_reaches_the_output_as_in_torch(store):
+    q, k, v = attention_inputs(2, 2, 2, 16, 6)
+    k[0, 1, 3] = float("nan")
+    out, expected = torch.ops.alm.decode_attention(q, k, v, None), single_query_attention(q, k, v, None)
+    assert out[0, 1].isnan().all() and expected[0, 1].isnan().all()
+    torch.testing.assert_close(out[1], expected[1], rtol=1e-5, atol=1e-5)  # other rows untouched
+
+
 def test_inputs_outside_what_it_computes_are_refused(store):
     q, k, v = attention_inputs(1, 2, 2, 16, 5)
     with pytest.raises(RuntimeError, match="float32"):

@@ -53,7 +53,7 @@ inline v8 select(v8i mask, v8 a, v8 b) {
   return floats((mask & bits(a)) | (~mask & bits(b)));
 }
 
-// exp of eight floats (Cephes' expf: a degree-6 polynomial on [-ln2/2, ln2/2], scaled by 2^n; ~1 ulp); -inf -> 0.
+// exp of eight floats (Cephes' expf: a degree-6 polynomial on [-ln2/2, ln2/2], scaled by 2^n; ~1 ulp).
 inline v8 exp8(v8 x) {
   const v8 lo = v8{} - 87.3365f, hi = v8{} + 88.7228f;
   const v8 z = select(x > hi, hi, select(x < lo, lo, x));
@@ -69,7 +69,8 @@ inline v8 exp8(v8 x) {
   y = y * r + 5.0000001201e-1f;
   y = y * r * r + r + 1.f;
   const v8 scaled = floats(bits(y) + (n << 23));  // y * 2^n through the exponent bits
-  return select(x > v8{} - INFINITY, scaled, v8{});
+  const v8 shown = select(x > v8{} - INFINITY, scaled, v8{});  // a masked key's -inf gives 0
+  return select(x == x, shown, x);                             // NaN stays NaN, as in torch's softmax
 }
 
 // q [hd] over n keys/values (rows `stride` floats apart); visible(l) says whether key l is attended to.
