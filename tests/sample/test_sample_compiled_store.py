@@ -8,6 +8,7 @@ import os
 import pytest
 import torch
 from sample_helpers import tiny_model
+from torch.export.pt2_archive._package import AOTICompiledModel
 
 import alm.sample.compiled as compiled
 from alm.sample.decoder import KEY_BUCKET, Decoder
@@ -78,6 +79,8 @@ def test_the_next_decoder_loads_the_kept_step_and_an_unreadable_one_is_rebuilt(m
                 token = decoder.step(token, [0]).argmax(-1)
                 tokens.append(int(token))
         assert decoder.compiled, decoder.compile_note
+        # The package's runner is called directly, not through its pytree-flattening __call__.
+        assert not isinstance(decoder._compiled_step, AOTICompiledModel)
         return tokens
 
     eager = Decoder(model, 1, device="cpu")

@@ -67,6 +67,35 @@ def test_each_sequence_generates_alone_what_it_generates_batched(variant):
     assert len(set(seqs[0].tokens)) > 3  # a real sequence, not one token repeated
 
 
+def test_sequences_admitted_together_share_their_prefill():
+    """A burst of prompts costs one forward per run of neighbouring slots with prompts of one length; a prompt
+    given twice is computed once (its keys copied) and generates exactly what it generates alone."""
+    model = tiny_model().eval()
+    prompts = [[3, 14, 15], [9, 2, 6], [5, 35, 8, 9, 7], [3, 14, 15]]
+    expected = [alone(model, p, GREEDY)[0] for p in prompts]
+    forwards = []
+    model.register_forward_hook(lambda module, args, output: forwards.append(args[0].shape))
+    engine = Engine(model, device="cpu", slots=4)
+    seqs = [engine.submit(p, GREEDY) for p in prompts]
+    run_all(engine)
+    assert forwards == [(2, 3), (1, 5)]  # slots 0-1 together, slot 2 alone, slot 3 a copy of slot 0
+    assert [s.tokens for s in seqs] == expected
+
+
+def test_a_repeated_prompt_is_prefilled_once_and_bitwise_equal():
+    model = tiny_model().eval()
+    decoder, alone_decoder = Decoder(model, 3, device="cpu"), Decoder(model, 1, device="cpu")
+    with torch.inference_mode():
+        logits = decoder.prefill_many([2, 0, 1], [[7, 1, 8], [7, 1, 8], [7, 1, 8, 2]])
+        expected = alone_decoder.prefill(0, [7, 1, 8])
+    assert torch.equal(logits[0], expected[0]) and torch.equal(logits[1], expected[0])
+    assert decoder.lengths == [3, 4, 3]
+    for keys in (*decoder.cache.keys, *decoder.cache.values):
+        assert torch.equal(keys[0, :, :3], keys[2, :, :3])
+    with pytest.raises(UsageError, match="each slot once"):
+        decoder.prefill_many([0, 0], [[1], [2]])
+
+
 def test_a_full_window_slides_per_sequence_inside_a_batch():
     model = tiny_model(max_seq_len=16)
     prompts, cfg = [[5, 9, 2, 33, 12], [7] * 14, [1, 2]], GREEDY.replace(max_new_tokens=40)

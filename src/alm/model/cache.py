@@ -94,7 +94,17 @@ class KVCache:
     def row(self, i: int) -> KVCache:
         """Row i as a cache of its own (batch 1, length 0) sharing this cache's memory: prefilling it writes the
         row in place, so one sequence of a batch can (re)start while the others keep their keys."""
-        return KVCache.of([k[i : i + 1] for k in self.keys], [v[i : i + 1] for v in self.values])
+        return self.rows(i, i + 1)
+
+    def rows(self, start: int, stop: int) -> KVCache:
+        """Rows [start, stop) as a cache of their own (length 0) sharing this cache's memory: several
+        sequences of one length prefill together, in one forward."""
+        return KVCache.of([k[start:stop] for k in self.keys], [v[start:stop] for v in self.values])
+
+    def copy_row(self, source: int, target: int, length: int) -> None:
+        """Give row `target` the first `length` positions of row `source` (the same prompt twice)."""
+        for t in (*self.keys, *self.values):
+            t[target, :, :length] = t[source, :, :length]
 
     def at(self, positions: torch.Tensor, n_keys: int) -> RowStep:
         """A one-token decode step in which row b writes at positions[b] and reads keys [0, n_keys)."""

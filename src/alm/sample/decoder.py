@@ -84,12 +84,41 @@ class Decoder:
     # -- slots ---------------------------------------------------------------------------------------------------
     def prefill(self, slot: int, ids: Sequence[int]) -> torch.Tensor:
         """Start slot `slot` afresh from `ids` (at most max_len of them); returns the next-token logits [1, V]."""
-        if not 0 < len(ids) <= self.max_len:
-            raise UsageError(f"prefill takes 1..{self.max_len} tokens, got {len(ids)}")
-        idx = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
-        logits = self.model(idx, cache=self.cache.row(slot), logits_to_keep=1).logits[:, -1]
-        self.lengths[slot] = len(ids)
-        return logits
+        return self.prefill_many([slot], [ids])
+
+    def prefill_many(self, slots: Sequence[int], prompts: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Start each of `slots` afresh from its prompt; the next-token logits [len(slots), V], in that order.
+
+        Prompts of one length in neighbouring slots share one forward (a burst of requests costs about one
+        prefill, not one each), and a prompt given twice (`--num-samples`) is computed once and its cached
+        keys copied: that row's logits are bitwise those of a prefill of its own."""
+        if len(slots) != len(prompts) or len(set(slots)) != len(slots):
+            raise UsageError("prefill_many takes one prompt per slot, each slot once")
+        for ids in prompts:
+            if not 0 < len(ids) <= self.max_len:
+                raise UsageError(f"prefill takes 1..{self.max_len} tokens, got {len(ids)}")
+        first: dict[tuple[int, ...], int] = {}  # a prompt -> the slot that computes it
+        for slot, ids in sorted(zip(slots, prompts, strict=True)):
+            first.setdefault(tuple(ids), slot)
+        runs: list[list[tuple[int, tuple[int, ...]]]] = []  # neighbouring slots with prompts of one length
+        for ids, slot in sorted(first.items(), key=lambda item: item[1]):
+            run = runs[-1] if runs else None
+            if run is not None and run[-1][0] == slot - 1 and len(run[-1][1]) == len(ids):
+                run.append((slot, ids))
+            else:
+                runs.append([(slot, ids)])
+        logits: dict[tuple[int, ...], torch.Tensor] = {}
+        for run in runs:
+            idx = torch.tensor([ids for _, ids in run], dtype=torch.long, device=self.device)
+            rows = self.cache.rows(run[0][0], run[-1][0] + 1)
+            out = self.model(idx, cache=rows, logits_to_keep=1).logits[:, -1]
+            logits.update((ids, row) for (_, ids), row in zip(run, out, strict=True))
+        for slot, ids in zip(slots, prompts, strict=True):
+            source = first[tuple(ids)]
+            if source != slot:
+                self.cache.copy_row(source, slot, len(ids))
+            self.lengths[slot] = len(ids)
+        return torch.stack([logits[tuple(ids)] for ids in prompts])
 
     def release(self, slot: int) -> None:
         """Forget a slot's sequence (its memory is reused by the next prefill)."""

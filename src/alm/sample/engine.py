@@ -248,6 +248,7 @@ class Engine:
         for seq in [s for s in self._waiting if s.cancelled()]:
             self._waiting.remove(seq)
             self._finish(seq, "cancelled", events)
+        admitted: list[GenSequence] = []
         for slot, occupant in enumerate(self._active):
             while occupant is None and self._waiting:
                 seq = self._waiting.popleft()
@@ -255,9 +256,12 @@ class Engine:
                     self._finish(seq, "length", events)
                     continue
                 seq.slot, self._active[slot], occupant = slot, seq, seq
-                self._logits[slot] = self.decoder.prefill(slot, seq.ids)[0]
+                admitted.append(seq)
                 if seq.cfg.repetition_penalty != 1.0:
                     seq.seen = presence_mask(seq.ids, self.vocab_size, self.device)
+        if admitted:  # together: prompts of one length share a forward
+            slots = [_slot(seq) for seq in admitted]
+            self._logits[slots] = self.decoder.prefill_many(slots, [seq.ids for seq in admitted])
 
     def _sample(self, running: list[GenSequence]) -> list[int]:
         """One token per running sequence, read back to the host together (the step's only sync)."""
