@@ -80,6 +80,21 @@ def atomic_link(source: str | Path, path: str | Path) -> Path:
     return path
 
 
+def keep_most_recent(directory: str | Path, pattern: str, keep: int) -> None:
+    """Delete all but the `keep` most recently modified files matching `pattern` in `directory`: a store of
+    rebuildable files, whose users touch what they load, so what is in use is kept."""
+
+    def modified(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:  # removed meanwhile by another process's pruning
+            return 0.0
+
+    for stale in sorted(Path(directory).glob(pattern), key=modified, reverse=True)[keep:]:
+        with contextlib.suppress(OSError):
+            stale.unlink()
+
+
 def remove_stale_temp_files(directory: str | Path) -> None:
     """Delete temp files left by a write that was killed before its rename."""
     for tmp in Path(directory).glob(TMP_PREFIX + "*"):
@@ -94,5 +109,6 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "fsync_dir",
+    "keep_most_recent",
     "remove_stale_temp_files",
 ]

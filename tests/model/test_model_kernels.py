@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import alm.model.kernels as kernels
 from alm.device import compile_support
 from alm.model.attention import single_query_attention
 from alm.model.kernels import decode_attention_loaded, decode_attention_supports, load_decode_attention
@@ -140,3 +141,26 @@ def test_the_next_process_loads_the_kept_library_without_building(store):
         [sys.executable, "-c", script, str(store)], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_a_new_build_prunes_the_store_to_the_most_recently_used_libraries(store, tmp_path):
+    [kept] = store.glob(f"{kernels.LIBRARY}-*.so")
+    for age, name in enumerate(["other-torch", "older-torch", "oldest-torch"]):
+        stale = tmp_path / f"{kernels.LIBRARY}-{name}.so"
+        stale.write_bytes(b"a library of another torch")
+        os.utime(stale, (1e9 - age, 1e9 - age))
+    (tmp_path / "notes.txt").write_text("not a library")
+    script = (  # a fresh process (this one has the op loaded), "building" by copying the kept library
+        "import shutil, sys; from pathlib import Path; import alm.model.kernels as k\n"
+        "k._build = lambda directory, isa: shutil.copy(sys.argv[2], directory)\n"
+        "k.load_decode_attention(Path(sys.argv[1])); assert k.decode_attention_loaded()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), str(kept)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    left = sorted(path.name for path in tmp_path.iterdir())
+    assert len(left) == kernels.KEEP_LIBRARIES + 1 and "notes.txt" in left
+    assert (
+        f"{kernels.LIBRARY}-other-torch.so" in left and kept.name in left
+    )  # same source and torch: same name

@@ -11,6 +11,7 @@ from sample_helpers import tiny_model
 from torch.export.pt2_archive._package import AOTICompiledModel
 
 import alm.sample.compiled as compiled
+from alm.fileio import keep_most_recent
 from alm.sample.decoder import KEY_BUCKET, Decoder
 
 
@@ -52,10 +53,20 @@ def test_pruning_keeps_the_most_recently_used_packages(tmp_path):
         package.write_bytes(b"x")
         os.utime(package, (1e9 - age, 1e9 - age))
     (tmp_path / "notes.txt").write_text("not a package")
-    compiled._prune(tmp_path)
+    keep_most_recent(tmp_path, "*.pt2", compiled.KEEP_PACKAGES)
     kept = sorted(path.name for path in tmp_path.glob("*.pt2"))
     assert kept == [f"{age}.pt2" for age in range(compiled.KEEP_PACKAGES)]
     assert (tmp_path / "notes.txt").exists()
+
+
+def test_the_attention_kernel_is_built_only_for_a_model_that_calls_it(monkeypatch):
+    loads = []
+    monkeypatch.setattr(compiled, "load_decode_kernel", lambda: loads.append(1) or True)
+    assert not compiled.decode_kernel_for(tiny_model(position="alibi"))  # ALiBi's bias: torch's attention
+    assert not compiled.decode_kernel_for(tiny_model().to(torch.float64))
+    assert loads == []
+    assert compiled.decode_kernel_for(tiny_model())
+    assert loads == [1]
 
 
 @pytest.mark.slow

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from alm.fileio import atomic_link
+from alm.fileio import atomic_link, keep_most_recent
 from alm.model.cache import KVCache
-from alm.model.kernels import load_decode_attention
+from alm.model.kernels import decode_attention_supports, load_decode_attention
 from alm.sample.gemm_tuning import TUNING_VERSION, batched_gemm_tuning
 
 if TYPE_CHECKING:
@@ -89,8 +89,8 @@ def export_step(
 def compile_cpu_step(model: Transformer, example: StepInputs, *, dynamic_keys: bool) -> CompiledStep:
     """AOTInductor: export, then load the package built for the same graph and weights by an earlier process, or
     build it (in a temporary directory: the loader keeps its own copy of the library) and keep it for the next.
-    Attention runs in alm's native decode kernel when it builds; without it, in Inductor's code."""
-    decode_kernel = load_decode_kernel()
+    Attention runs in alm's native decode kernel where it applies and builds; otherwise in Inductor's code."""
+    decode_kernel = decode_kernel_for(model)
     program = export_step(model, example, dynamic_keys=dynamic_keys, decode_kernel=decode_kernel)
     store = package_store()
     kept = store / f"{package_key(program)}.pt2" if store is not None else None
@@ -120,7 +120,7 @@ def compile_cpu_step(model: Transformer, example: StepInputs, *, dynamic_keys: b
             with contextlib.suppress(OSError):  # a full or read-only disk costs the next process a compile
                 kept.parent.mkdir(parents=True, exist_ok=True)
                 atomic_link(package, kept)
-                _prune(kept.parent)
+                keep_most_recent(kept.parent, "*.pt2", KEEP_PACKAGES)
         return _direct_call(torch._inductor.aoti_load_package(package, run_single_threaded=True))
 
 
@@ -136,6 +136,14 @@ def _direct_call(package) -> CompiledStep:
         return logits
 
     return step
+
+
+def decode_kernel_for(model: Transformer) -> bool:
+    """Whether a CPU step of `model` calls alm's decode-attention kernel: where it applies (no build, ~10 s,
+    for a model that would not call it) and where it builds or was kept."""
+    cfg = model.config
+    dtype, alibi = next(model.parameters()).dtype, cfg.position == "alibi"
+    return decode_attention_supports(cfg.head_dim, dtype, torch.device("cpu"), alibi) and load_decode_kernel()
 
 
 def load_decode_kernel() -> bool:
@@ -187,13 +195,6 @@ def package_key(program: torch.export.ExportedProgram) -> str:
             digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}".encode())
             digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
     return digest.hexdigest()
-
-
-def _prune(store: Path) -> None:
-    """Keep the KEEP_PACKAGES most recently used packages."""
-    packages = sorted(store.glob("*.pt2"), key=lambda path: path.stat().st_mtime, reverse=True)
-    for stale in packages[KEEP_PACKAGES:]:
-        stale.unlink(missing_ok=True)
 
 
 def compile_cuda_step(model: Transformer, cache: KVCache) -> CompiledStep:

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import tempfile
 from pathlib import Path
 
 import torch
 
-from alm.fileio import atomic_link
+from alm.fileio import atomic_link, keep_most_recent
 
 SOURCE = Path(__file__).with_name("decode_attention.cpp")
 LIBRARY = "alm_kernels"
+KEEP_LIBRARIES = 2  # builds kept in a store (two torch versions sharing one cache directory)
 
 
 def decode_attention_loaded() -> bool:
@@ -52,6 +54,7 @@ def load_decode_attention(store: Path | None) -> None:
     if kept is not None and kept.is_file():
         with contextlib.suppress(OSError):
             torch.ops.load_library(str(kept))
+            os.utime(kept)  # the most recently used is pruned last
     if not decode_attention_loaded():
         with tempfile.TemporaryDirectory(prefix="alm-kernels-") as tmp:
             built = _build(tmp, isa)
@@ -61,6 +64,7 @@ def load_decode_attention(store: Path | None) -> None:
                 with contextlib.suppress(OSError):  # a full or read-only disk costs the next process a build
                     kept.parent.mkdir(parents=True, exist_ok=True)
                     atomic_link(built, kept)
+                    keep_most_recent(kept.parent, f"{LIBRARY}-*.so", KEEP_LIBRARIES)
     _register_fake()
 
 
