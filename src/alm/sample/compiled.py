@@ -126,7 +126,7 @@ def compile_cpu_step(model: Transformer, example: StepInputs, *, dynamic_keys: b
 
 def _direct_call(package) -> CompiledStep:
     """The package's runner, given the step's tensors in their flattened order: the package's own __call__
-    flattens the inputs and unflattens the output through pytree on every call (~0.2 ms of a 5 ms step)."""
+    parses its call spec and flattens the 19 inputs through pytree on every call (~0.1 ms of a 5 ms step)."""
     runner = getattr(getattr(package, "loader", None), "boxed_run", None)
     if runner is None:  # another torch's package class
         return package

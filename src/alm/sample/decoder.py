@@ -91,7 +91,7 @@ class Decoder:
 
         Prompts of one length in neighbouring slots share one forward (a burst of requests costs about one
         prefill, not one each), and a prompt given twice (`--num-samples`) is computed once and its cached
-        keys copied: that row's logits are bitwise those of a prefill of its own."""
+        keys copied (the copies' keys and logits are bitwise the first's)."""
         if len(slots) != len(prompts) or len(set(slots)) != len(slots):
             raise UsageError("prefill_many takes one prompt per slot, each slot once")
         for ids in prompts:
