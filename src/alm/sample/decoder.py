@@ -97,11 +97,11 @@ class Decoder:
         for ids in prompts:
             if not 0 < len(ids) <= self.max_len:
                 raise UsageError(f"prefill takes 1..{self.max_len} tokens, got {len(ids)}")
-        first: dict[tuple[int, ...], int] = {}  # a prompt -> the slot that computes it
+        first: dict[tuple[int, ...], int] = {}  # a prompt -> the slot that computes it, in slot order
         for slot, ids in sorted(zip(slots, prompts, strict=True)):
             first.setdefault(tuple(ids), slot)
         runs: list[list[tuple[int, tuple[int, ...]]]] = []  # neighbouring slots with prompts of one length
-        for ids, slot in sorted(first.items(), key=lambda item: item[1]):
+        for ids, slot in first.items():
             run = runs[-1] if runs else None
             if run is not None and run[-1][0] == slot - 1 and len(run[-1][1]) == len(ids):
                 run.append((slot, ids))
