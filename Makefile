@@ -8,7 +8,8 @@ RUNS ?= runs
 DEMO_RUN ?= demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev demo test test-fast test-interop check lint typecheck layers fmt check-device bench clean
+.PHONY: help install dev demo test test-fast test-interop test-device device-check check lint typecheck layers fmt \
+	check-device bench clean
 
 help:
 	@echo "make demo          train the micro model on the built-in corpus, then sample from it"
@@ -16,6 +17,8 @@ help:
 	@echo "make test-fast     the same without the slow end-to-end tests"
 	@echo "make check         lint, type check and layer contracts only"
 	@echo "make test-interop  build llama-cpp-python if missing, then the llama.cpp and mlx-lm export tests"
+	@echo "make test-device   the device suite (tests/device) on this machine's GPU: cuda or mps, else cpu"
+	@echo "make device-check  test-device, then decode/train benchmarks on the GPU, into device-check/"
 	@echo "make lint | fmt    ruff check + format check | apply ruff format and fixes"
 	@echo "make check-device  show devices, backends and the precision alm would use"
 	@echo "make bench         run the benchmarks (figures go to docs/BENCHMARKS.md)"
@@ -53,6 +56,15 @@ test-interop: $(VENV)/.installed-dev
 	$(BIN)/python -c "import llama_cpp" 2>/dev/null || \
 		CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip install "llama-cpp-python>=0.3"
 	$(BIN)/python -m pytest -q tests/export/test_export_llama_cpp.py tests/export/test_export_mlx.py
+
+# The model, decoding and training checks of tests/device on the accelerator (CI runs them on the CPU).
+test-device: $(VENV)/.installed-dev
+	ALM_TEST_DEVICES=$$($(BIN)/python -c "from alm.device import resolve_device; print(resolve_device().type)") \
+		$(BIN)/python -m pytest -q tests/device
+
+# test-device and the GPU benchmarks in one run (a rented GPU's minutes are few): JSON and a log in device-check/.
+device-check: $(VENV)/.installed-dev
+	PYTHON=$(BIN)/python scripts/device-check.sh device-check cuda
 
 # The rules in AGENTS.md, enforced: style, types, and which layer may import which.
 check: lint typecheck layers

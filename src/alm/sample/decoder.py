@@ -74,7 +74,9 @@ class Decoder:
         self._positions_host = torch.zeros(slots, dtype=torch.long, pin_memory=pin)
         self.positions = torch.zeros(slots, dtype=torch.long, device=self.device)
         self._key_positions = torch.arange(self.max_len, device=self.device)
-        self._static = self.device.type == "cuda"  # CUDA graphs: one shape, the whole cache
+        # CUDA graphs need one shape: attention reads the whole cache (compile_cuda_step). Elsewhere the key count
+        # is bucketed (compile_cpu_step); a test sets this on the CPU to run the CUDA path's graph without capture.
+        self.static_shapes = self.device.type == "cuda"
         self.compiled, self.compile_note = False, ""  # the note says why a requested compile is not used
         self._compiled_step: CompiledStep | None = None  # built by the first step: compiling traces a call
         if compile == "on" or (compile == "auto" and self.device.type == "cuda"):
@@ -141,7 +143,9 @@ class Decoder:
         for slot, length in enumerate(self.lengths):
             self._positions_host[slot] = length
         self.positions.copy_(self._positions_host, non_blocking=True)
-        n_keys = self.max_len if self._static else self._bucket(max(self.lengths[s] for s in advancing) + 1)
+        n_keys = (
+            self.max_len if self.static_shapes else self._bucket(max(self.lengths[s] for s in advancing) + 1)
+        )
         logits = self._run(n_keys)
         for slot in advancing:
             self.lengths[slot] += 1
@@ -163,7 +167,7 @@ class Decoder:
     def _run_compiled(self, n_keys: int) -> torch.Tensor:
         inputs = (self.tokens, self.positions, self._key_positions[:n_keys])
         if self._compiled_step is None:
-            if self._static:
+            if self.static_shapes:
                 self._compiled_step = compile_cuda_step(self.model, self.cache)
             else:  # one library for every key bucket, unless the context holds only one
                 dynamic = self.max_len > KEY_BUCKET

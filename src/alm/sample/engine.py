@@ -261,7 +261,8 @@ class Engine:
                     seq.seen = presence_mask(seq.ids, self.vocab_size, self.device)
         if admitted:  # together: prompts of one length share a forward
             slots = [_slot(seq) for seq in admitted]
-            self._logits[slots] = self.decoder.prefill_many(slots, [seq.ids for seq in admitted])
+            logits = self.decoder.prefill_many(slots, [seq.ids for seq in admitted])
+            self._logits[slots] = logits.float()  # a model in another dtype still samples from fp32 logits
 
     def _sample(self, running: list[GenSequence]) -> list[int]:
         """One token per running sequence, read back to the host together (the step's only sync)."""
