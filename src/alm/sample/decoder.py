@@ -2,8 +2,8 @@
 
 A `Decoder` holds a KV cache for `slots` sequences, allocated once, and each slot's length on the host. A slot is
 filled by `prefill` (an ordinary forward into that row of the cache) and then advanced one token at a time by
-`step`, which runs `Transformer.decode_step` for every slot in one forward: each row attends to its own keys, at
-its own position, so sequences of different lengths share the batch and can start or stop independently.
+`step`, which runs `Transformer.decode_step` for the running slots in one forward: each row attends to its own
+keys, at its own position, so sequences of different lengths share the batch and can start or stop independently.
 
 `step` is what gets compiled (`alm.sample.compiled`): ahead of time by AOTInductor on the CPU, as a CUDA graph on
 CUDA. Its shapes are static (the batch is always `slots` rows) except, on the CPU, the number of cached positions
@@ -131,9 +131,12 @@ class Decoder:
 
     # -- the step ------------------------------------------------------------------------------------------------
     def step(self, tokens: torch.Tensor, advancing: Sequence[int]) -> torch.Tensor:
-        """Feed tokens[b] to every slot b at its length; logits [slots, V]. Only the slots in `advancing` keep
-        the token (their length grows by one); any other slot's row is computed and ignored, its write landing on
-        a position nothing reads before it is written again."""
+        """Feed tokens[b] to every slot b in `advancing` at its length; logits [slots, V], of which the rows of
+        `advancing` are meaningful. Those slots keep the token (their length grows by one). The compiled step
+        computes every row (its shapes are static); eagerly, only the rows from the first advancing slot to the
+        last are computed (a lone sequence in a wide engine pays for one row, not all). A row computed for a
+        slot that is not advancing is ignored, its write landing on a position nothing reads before it is
+        written again."""
         if not advancing:
             raise UsageError("a decode step needs at least one advancing slot")
         for slot in advancing:
@@ -146,7 +149,7 @@ class Decoder:
         n_keys = (
             self.max_len if self.static_shapes else self._bucket(max(self.lengths[s] for s in advancing) + 1)
         )
-        logits = self._run(n_keys)
+        logits = self._run(n_keys, min(advancing), max(advancing) + 1)
         for slot in advancing:
             self.lengths[slot] += 1
         return logits
@@ -154,7 +157,7 @@ class Decoder:
     def _bucket(self, n: int) -> int:
         return min(self.max_len, KEY_BUCKET * math.ceil(n / KEY_BUCKET))
 
-    def _run(self, n_keys: int) -> torch.Tensor:
+    def _run(self, n_keys: int, first: int, stop: int) -> torch.Tensor:
         if self.compiled:
             try:
                 return self._run_compiled(n_keys)
@@ -162,7 +165,15 @@ class Decoder:
                 self._compiled_step, self.compiled = None, False
                 why = f"{type(exc).__name__}: {str(exc)[:200]}"
                 self.compile_note = f"compilation failed ({why}); running eagerly"
-        return self.model.decode_step(self.tokens, self.positions, self.cache, n_keys)
+        if (first, stop) == (0, self.slots):
+            return self.model.decode_step(self.tokens, self.positions, self.cache, n_keys)
+        rows = slice(first, stop)
+        logits = self.model.decode_step(
+            self.tokens[rows], self.positions[rows], self.cache.rows(first, stop), n_keys
+        )
+        out = logits.new_zeros(self.slots, logits.shape[-1])
+        out[rows] = logits
+        return out
 
     def _run_compiled(self, n_keys: int) -> torch.Tensor:
         inputs = (self.tokens, self.positions, self._key_positions[:n_keys])
