@@ -95,6 +95,17 @@ def keep_most_recent(directory: str | Path, pattern: str, keep: int) -> None:
             stale.unlink()
 
 
+def cache_root() -> Path | None:
+    """Where alm keeps what it builds for this machine (compiled decode steps, native kernels): $ALM_CACHE_DIR,
+    by default $XDG_CACHE_HOME/alm (or ~/.cache/alm); ALM_CACHE_DIR=off keeps nothing."""
+    root = os.environ.get("ALM_CACHE_DIR", "")
+    if root == "off":
+        return None
+    if not root:
+        root = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "alm")
+    return Path(root).expanduser()
+
+
 def remove_stale_temp_files(directory: str | Path) -> None:
     """Delete temp files left by a write that was killed before its rename."""
     for tmp in Path(directory).glob(TMP_PREFIX + "*"):

@@ -95,3 +95,25 @@ def test_a_trained_runs_gguf_generates_alm_samples_greedy_text(trained_workdir):
     assert sample.returncode == 0, sample.stderr
     tokens = llama_cpp_greedy(llm, llm.tokenize(b"ROMEO:", add_bos=False, special=False), 32)
     assert llm.detokenize(tokens).decode("utf-8") + "\n" == sample.stdout
+
+
+def test_the_decode_bench_times_int8_weights_against_llama_cpp_q8_0(make_run):
+    """`alm bench sample --run RUN --int8`: alm's int8 model beside llama.cpp on a q8_0 GGUF of the same run."""
+    from alm.bench.sample import run_sample_bench
+
+    run = make_run("llama-mha-tied", HF_VARIANTS["llama-mha-tied"])
+    model, _, _, _ = load_model(run, device="cpu")
+    result = run_sample_bench(
+        model=model.eval(),
+        checkpoint=run / "checkpoints" / "last.pt",
+        preset="tiny",
+        device=torch.device("cpu"),
+        new_tokens=8,
+        repeats=1,
+        with_hf=False,
+        batch=False,
+        int8=True,
+    )
+    assert "llama_cpp_q8_0" not in result.skipped and result.llama_cpp_q8_0 is not None
+    assert len(result.llama_cpp_q8_0.tokens) == 8 and result.int8 is not None
+    assert (result.int8_vs_llama_cpp_q8_0 or 0) > 0

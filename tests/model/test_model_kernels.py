@@ -13,7 +13,7 @@ import torch
 import alm.model.kernels as kernels
 from alm.device import compile_support
 from alm.model.attention import single_query_attention
-from alm.model.kernels import decode_attention_loaded, decode_attention_supports, load_decode_attention
+from alm.model.kernels import decode_attention_supports, kernels_loaded, load_kernels
 
 pytestmark = pytest.mark.skipif(
     not compile_support(torch.device("cpu"))[0], reason="building the kernel needs Inductor's C++ toolchain"
@@ -24,8 +24,8 @@ pytestmark = pytest.mark.skipif(
 def store() -> Path:
     """The session's kernel store (conftest points ALM_CACHE_DIR at a temp dir): built once per session."""
     path = Path(os.environ["ALM_CACHE_DIR"]) / "kernels"
-    load_decode_attention(path)
-    assert decode_attention_loaded()
+    load_kernels(path)
+    assert kernels_loaded()
     return path
 
 
@@ -135,7 +135,7 @@ def test_the_next_process_loads_the_kept_library_without_building(store):
     script = (
         "import sys; from pathlib import Path; import alm.model.kernels as k\n"
         "k._build = lambda *a: sys.exit('built again')\n"
-        "k.load_decode_attention(Path(sys.argv[1])); assert k.decode_attention_loaded()\n"
+        "k.load_kernels(Path(sys.argv[1])); assert k.kernels_loaded()\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, str(store)], capture_output=True, text=True, timeout=120
@@ -153,7 +153,7 @@ def test_a_new_build_prunes_the_store_to_the_most_recently_used_libraries(store,
     script = (  # a fresh process (this one has the op loaded), "building" by copying the kept library
         "import shutil, sys; from pathlib import Path; import alm.model.kernels as k\n"
         "k._build = lambda directory, isa: shutil.copy(sys.argv[2], directory)\n"
-        "k.load_decode_attention(Path(sys.argv[1])); assert k.decode_attention_loaded()\n"
+        "k.load_kernels(Path(sys.argv[1])); assert k.kernels_loaded()\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path), str(kept)], capture_output=True, text=True, timeout=120

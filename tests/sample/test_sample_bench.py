@@ -6,6 +6,7 @@ import torch
 from sample_helpers import tiny_config
 
 from alm.bench.sample import run_sample_bench
+from alm.model.quant import default_kernel
 
 
 def test_all_three_decoders_produce_the_same_greedy_tokens():
@@ -37,6 +38,14 @@ def test_bench_cli_runs_on_a_model_file(tmp_path):
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["new_tokens"] == 6 and record["recompute_agree_tokens"] == 6 and record["vs_hf"] is None
+    assert record["int8_speedup"] is None  # only when --int8 asks for it
+    int8 = CliRunner().invoke(
+        app, [*args, "--repeats", "1", "--no-peer", "--no-compile", "--no-batch", "--int8"]
+    )
+    assert int8.exit_code == 0, int8.output
+    printed = " ".join(int8.stdout.split())  # the table wraps at the test's terminal width
+    kernel = default_kernel(torch.device("cpu"))  # alm's own on an AVX2 CPU, ATen's on AVX-512 or Arm
+    assert "int8 weights vs fp32 (both eager)" in printed and f"int8 matmul: {kernel}" in printed
     bad = CliRunner().invoke(app, [*args[:4], "--new-tokens", "0"])
     assert bad.exit_code == 2
 

@@ -61,7 +61,7 @@ def test_pruning_keeps_the_most_recently_used_packages(tmp_path):
 
 def test_the_attention_kernel_is_built_only_for_a_model_that_calls_it(monkeypatch):
     loads = []
-    monkeypatch.setattr(compiled, "load_decode_kernel", lambda: loads.append(1) or True)
+    monkeypatch.setattr(compiled, "ensure_kernels", lambda: loads.append(1) or True)
     assert not compiled.decode_kernel_for(tiny_model(position="alibi"))  # ALiBi's bias: torch's attention
     assert not compiled.decode_kernel_for(tiny_model().to(torch.float64))
     assert loads == []

@@ -279,9 +279,10 @@ def test_only_the_key_count_is_dynamic_in_every_compiled_step():
 def test_the_exported_step_calls_alms_attention_kernel_where_it_applies(monkeypatch):
     """Every layer's attention is one call of torch.ops.alm.decode_attention, except with ALiBi (an additive
     bias); a kernel that cannot be built leaves the step to Inductor's attention."""
+    import alm.model.kernels as kernels
     import alm.sample.compiled as compiled
 
-    assert compiled.load_decode_kernel()
+    assert kernels.ensure_kernels()
     for variant, calls in (({}, 2), ({"position": "alibi"}, 0)):
         model = tiny_model(n_layers=2, **variant)
         decoder = Decoder(model, 2, device="cpu")
@@ -293,8 +294,8 @@ def test_the_exported_step_calls_alms_attention_kernel_where_it_applies(monkeypa
     def no_toolchain(store):
         raise RuntimeError("no compiler")
 
-    monkeypatch.setattr(compiled, "load_decode_attention", no_toolchain)
-    assert not compiled.load_decode_kernel()
+    monkeypatch.setattr(kernels, "load_kernels", no_toolchain)
+    assert not compiled.decode_kernel_for(tiny_model())
 
 
 @pytest.mark.slow

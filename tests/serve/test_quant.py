@@ -1,8 +1,10 @@
-"""Weight-only int8 (`alm.model.quant`, `--quantize int8`): both kernels give the same numbers, the right layers
+"""Weight-only int8 (`alm.model.quant`, `--quantize int8`): every kernel gives the same numbers, the right layers
 are quantised, memory shrinks, and a trained model keeps its quality: bits per byte within 1% of fp32 and
 the same greedy text."""
 
 from __future__ import annotations
+
+import platform
 
 import pytest
 import torch
@@ -56,25 +58,38 @@ def _shape(model) -> dict:
                 max_seq_len=cfg.max_seq_len, tie_embeddings=cfg.tie_embeddings, ffn=cfg.ffn)  # fmt: skip
 
 
-def test_both_kernels_compute_the_same_product():
+@pytest.mark.parametrize(
+    ("rows", "k", "n"), [(1, 96, 48), (2, 384, 1152), (3, 40, 18), (16, 24, 7), (17, 96, 48)]
+)
+def test_every_kernel_computes_the_same_product(rows, k, n):
+    """ATen's int8 kernel, alm's (one and two rows at a time, k and n off its 8- and 4-blocks, up to the row limit
+    and, at 17 rows, past it: the dequantised route) and the dequantised weight, with a bias and a batch dim."""
     torch.manual_seed(0)
-    linear = torch.nn.Linear(96, 48, bias=True)
-    x = torch.randn(5, 3, 96)
-    packed, dequant = Int8Linear(linear, "int8pack"), Int8Linear(linear, "dequant")
+    linear = torch.nn.Linear(k, n, bias=True)
+    x = torch.randn(rows, 1, k)
+    kernels = {name: Int8Linear(linear, name) for name in ("int8pack", "alm", "dequant")}
     with torch.inference_mode():
-        a, b, ref = packed(x), dequant(x), linear(x)
-        exact = x @ dequant.dequantized().T + linear.bias
-    assert a.shape == b.shape == (5, 3, 48)
-    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(b, exact, rtol=1e-5, atol=1e-5)
-    assert (a - ref).abs().max() < 0.02 * ref.abs().max()  # int8 rounding, small next to the outputs
-    assert packed.weight_int8.dtype == torch.int8 and packed.weight_int8.abs().max() <= 127
+        outputs = {name: layer(x) for name, layer in kernels.items()}
+        exact = x.double() @ kernels["dequant"].dequantized().double().T + linear.bias.double()
+        ref = linear(x)
+    for name, out in outputs.items():
+        assert out.shape == (rows, 1, n), name
+        torch.testing.assert_close(out.double(), exact, rtol=1e-5, atol=1e-5, msg=name)
+    assert (
+        outputs["alm"] - ref
+    ).abs().max() < 0.02 * ref.abs().max()  # int8 rounding, small next to the outputs
+    assert kernels["alm"].weight_int8.dtype == torch.int8 and kernels["alm"].weight_int8.abs().max() <= 127
 
 
 def test_the_kernel_follows_the_device():
+    """alm's kernel on an x86 CPU without AVX-512, where ATen's is a scalar loop (10-30x slower than fp32)."""
     assert default_kernel(torch.device("mps")) == "int8pack"
     assert default_kernel(torch.device("cuda")) == "dequant"
-    assert default_kernel(torch.device("cpu")) in ("int8pack", "dequant")
+    capability = torch.backends.cpu.get_cpu_capability()
+    expected = (
+        "int8pack" if capability.startswith("AVX512") or platform.machine() in ("arm64", "aarch64") else "alm"
+    )
+    assert default_kernel(torch.device("cpu")) == expected
 
 
 def test_which_layers_are_quantised():
@@ -87,8 +102,13 @@ def test_which_layers_are_quantised():
     assert replaced == sum(kind == "Int8Linear" for kind in kinds.values())
     assert weight_bytes(untied) < 0.5 * before
     tied = tiny_model(300, tie_embeddings=True)
-    quantize(tied, "int8")
-    assert type(tied.head).__name__ == "Linear" and tied.head.weight is tied.tok_emb.weight
+    embedding = tied.tok_emb.weight.detach().clone()
+    quantize(tied, "int8")  # the head read every token gets an int8 copy; the lookup keeps the float weight
+    assert type(tied.head).__name__ == "Int8Linear" and type(tied.tok_emb.weight).__name__ == "Parameter"
+    assert torch.equal(tied.tok_emb.weight, embedding)
+    torch.testing.assert_close(
+        tied.head.dequantized(), embedding, atol=embedding.abs().max().item() / 127, rtol=0
+    )
     with pytest.raises(UsageError, match="--quantize 'int4'"):
         quantize(tied, "int4")
 
@@ -96,7 +116,7 @@ def test_which_layers_are_quantised():
 def test_int8_keeps_a_trained_models_quality(trained, chat_tokenizer, text):
     held_out = text[20_000:]
     fp32 = evaluate_text(trained, chat_tokenizer, held_out, device="cpu")
-    for kernel in ("dequant", "int8pack"):
+    for kernel in ("dequant", "int8pack", "alm"):
         int8 = evaluate_text(quantized_copy(trained, kernel), chat_tokenizer, held_out, device="cpu")
         change = abs(int8.bits_per_byte - fp32.bits_per_byte) / fp32.bits_per_byte
         assert change < BPB_BOUND, (kernel, fp32.bits_per_byte, int8.bits_per_byte)
@@ -134,3 +154,34 @@ def test_the_dashboard_reads_and_writes_quantize(tmp_path, trained, chat_tokeniz
     assert type(loaded.model.head).__name__ == "Int8Linear"
     with pytest.raises(UsageError, match="--quantize 'int3'"):
         SamplerSession(run_dir).load(None, "cpu", "int3")
+
+
+@pytest.mark.slow
+def test_an_int8_models_compiled_step_calls_alms_kernel_and_generates_its_eager_tokens(monkeypatch):
+    """`--quantize int8 --compile` on the CPU: the exported step calls torch.ops.alm.int8_linear for every
+    quantised layer (AOTInductor's proxy executor runs it), and decodes the eager int8 model's tokens. On pico,
+    one thread, this is ~1.7x the compiled fp32 step (docs/BENCHMARKS.md)."""
+    import alm.sample.compiled as compiled
+    from alm.sample import Engine
+    from alm.sample.decoder import Decoder
+
+    monkeypatch.setattr(compiled, "CPU_COMPILE_OPTIONS", {"freezing": True})  # seconds, not a minute
+    model = tiny_model(64, max_seq_len=80)
+    replaced = quantize(model, "int8", kernel="alm")
+    decoder = Decoder(model, 2, device="cpu")
+    example = (decoder.tokens, decoder.positions, torch.arange(8), decoder.cache)
+    program = compiled.export_step(model, example, dynamic_keys=True)
+    calls = [node for node in program.graph.nodes if node.target is torch.ops.alm.int8_linear.default]
+    assert len(calls) == replaced
+    cfg = SamplingConfig(greedy=True, max_new_tokens=70)  # past the first 64-key bucket
+    prompts = [[3, 14, 15], [9, 2, 6, 5]]
+
+    def tokens(compile: str) -> list[list[int]]:
+        engine = Engine(model, device="cpu", slots=2, compile=compile)
+        sequences = [engine.submit(p, cfg) for p in prompts]
+        while engine.busy:
+            engine.step()
+        assert engine.decoder.compiled == (compile == "on"), engine.decoder.compile_note
+        return [s.tokens for s in sequences]
+
+    assert tokens("on") == tokens("off")

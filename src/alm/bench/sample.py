@@ -10,6 +10,7 @@ step reads every weight once, so `bandwidth ÷ bytes per token` bounds tok/s.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import platform
 import time
@@ -80,6 +81,10 @@ class SampleBenchResult:
     hf: Timing | None = None
     llama_cpp: Timing | None = None
     batched: Timing | None = None  # alm (its fastest mode) at B=BATCH
+    int8: Timing | None = None  # alm with int8 weights (`--quantize int8`), compiled when `compiled` ran
+    int8_kernel: str | None = None  # which int8 matmul ran (alm.model.quant's Kernel)
+    int8_compiled: bool = False  # whether the int8 model's step was compiled (else it decoded eagerly)
+    llama_cpp_q8_0: Timing | None = None  # llama.cpp on a q8_0 GGUF of the same weights: int8's peer
     compile_seconds: float | None = None
     compile_note: str = ""
     skipped: dict[str, str] = field(default_factory=dict)  # peer -> why it was not measured
@@ -125,6 +130,25 @@ class SampleBenchResult:
     def batch_speedup(self) -> float | None:
         return None if self.batched is None else self.batched.tok_per_s / self.best.tok_per_s
 
+    @property
+    def int8_baseline(self) -> Timing:
+        """The fp32 decoder int8 is compared with: the one decoding the same way (compiled or eager)."""
+        return self.compiled if self.int8_compiled and self.compiled is not None else self.cached
+
+    @property
+    def int8_speedup(self) -> float | None:
+        return None if self.int8 is None else self.int8.tok_per_s / self.int8_baseline.tok_per_s
+
+    @property
+    def int8_speedup_cpu(self) -> float | None:
+        return None if self.int8 is None else self.int8.tok_per_cpu_s / self.int8_baseline.tok_per_cpu_s
+
+    @property
+    def int8_vs_llama_cpp_q8_0(self) -> float | None:
+        if self.int8 is None or self.llama_cpp_q8_0 is None:
+            return None
+        return self.int8.tok_per_s / self.llama_cpp_q8_0.tok_per_s
+
     def agreement(self, other: Timing) -> int:
         """Leading tokens on which `other`'s greedy output equals alm's eager one."""
         n = 0
@@ -136,10 +160,11 @@ class SampleBenchResult:
 
     def timings(self) -> list[Timing]:
         found = (self.cached, self.compiled, self.recompute, self.hf, self.llama_cpp, self.batched)
-        return [t for t in found if t is not None]
+        return [t for t in (*found, self.int8, self.llama_cpp_q8_0) if t is not None]
 
     def to_dict(self) -> dict[str, Any]:
-        skip = {"cached", "recompute", "compiled", "hf", "llama_cpp", "batched", "bandwidth"}
+        skip = {"cached", "recompute", "compiled", "hf", "llama_cpp", "batched", "int8", "llama_cpp_q8_0"}
+        skip.add("bandwidth")
         out = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         out["bandwidth_read_gb_s"] = self.bandwidth.read_gb_s
         out["bandwidth_copy_gb_s"] = self.bandwidth.copy_gb_s
@@ -156,6 +181,9 @@ class SampleBenchResult:
         out["vs_llama_cpp"] = self.ratio(self.llama_cpp)
         out["vs_llama_cpp_cpu"] = self.ratio(self.llama_cpp, cpu=True)
         out["batch_speedup"] = self.batch_speedup
+        out["int8_speedup"] = self.int8_speedup
+        out["int8_speedup_cpu"] = self.int8_speedup_cpu
+        out["int8_vs_llama_cpp_q8_0"] = self.int8_vs_llama_cpp_q8_0
         return out
 
 
@@ -235,13 +263,14 @@ def llama_cpp_decoder(gguf: Path, prompt_ids: list[int], n_ctx: int) -> Callable
     return run
 
 
-def export_gguf(checkpoint: Path, directory: Path) -> Path:
-    """An fp32 GGUF of a run's checkpoint, written by `alm export`'s exporter (the hook llama.cpp is fed by)."""
+def export_gguf(checkpoint: Path, directory: Path, quantize: str | None = None) -> Path:
+    """An fp32 (or `quantize`: q8_0) GGUF of a run's checkpoint, written by `alm export`'s exporter (the hook
+    llama.cpp is fed by)."""
     from alm.interop.gguf_export import write_gguf_file
     from alm.interop.source import load_export_source
 
-    path = directory / "bench.gguf"
-    write_gguf_file(load_export_source(checkpoint), path, dtype="fp32", quantize=None, license="other")
+    path = directory / f"bench-{quantize or 'fp32'}.gguf"
+    write_gguf_file(load_export_source(checkpoint), path, dtype="fp32", quantize=quantize, license="other")
     return path
 
 
@@ -287,6 +316,7 @@ def run_sample_bench(
     with_hf: bool = True,
     compile: bool = False,
     batch: bool = True,
+    int8: bool = False,
     model: Transformer | None = None,
     gguf: Path | None = None,
     checkpoint: Path | None = None,
@@ -294,7 +324,9 @@ def run_sample_bench(
     progress: Progress | None = None,
 ) -> SampleBenchResult:
     """Time greedy decoding of `new_tokens` after a random `prompt_tokens` prompt. The model is `model` (a
-    trained one, from `checkpoint`) or a random one built from `model_cfg`, whose context is widened to fit."""
+    trained one, from `checkpoint`) or a random one built from `model_cfg`, whose context is widened to fit.
+    `int8`: also a copy with int8 weights (`alm.model.quant`), decoding as the fp32 model's fastest single
+    sequence does (compiled when `compile` built a step, else eagerly)."""
     from alm.model import Transformer
 
     say = progress or (lambda _: None)
@@ -357,6 +389,24 @@ def run_sample_bench(
         best_mode = "compiled" in contenders
         contenders["batched"] = EngineDecoder(model, prompts, device, compile=best_mode)
         sequences["batched"] = BATCH
+    int8_kernel = None
+    if int8:
+        from alm.model.quant import Int8Linear, quantize
+
+        say("quantising a copy of the weights to int8")
+        quantized = copy.deepcopy(model)
+        quantize(quantized, "int8")
+        int8_kernel = next((m.kernel for m in quantized.modules() if isinstance(m, Int8Linear)), None)
+        contenders["int8"] = EngineDecoder(quantized, prompts[:1], device, compile="compiled" in contenders)
+        if not _has_llama_cpp():
+            skipped["llama_cpp_q8_0"] = skipped["llama_cpp"]
+        elif checkpoint is None:
+            skipped["llama_cpp_q8_0"] = "needs a q8_0 GGUF of the same weights: --run RUN"
+        else:
+            import tempfile
+
+            q8_0 = export_gguf(checkpoint, Path(tempfile.mkdtemp(prefix="alm-bench-")), quantize="q8_0")
+            contenders["llama_cpp_q8_0"] = llama_cpp_decoder(q8_0, prompts[0], cfg.max_seq_len)
     for name, run in contenders.items():
         if name != "compiled":  # the compiled step is warm already
             say(f"warming up {name}")
@@ -381,6 +431,10 @@ def run_sample_bench(
         hf=timings.get("hf"),
         llama_cpp=timings.get("llama_cpp"),
         batched=timings.get("batched"),
+        int8=timings.get("int8"),
+        int8_kernel=int8_kernel,
+        int8_compiled=int8 and cast(EngineDecoder, contenders["int8"]).engine.decoder.compiled,
+        llama_cpp_q8_0=timings.get("llama_cpp_q8_0"),
         compile_seconds=compile_seconds,
         compile_note=compile_note,
         skipped=skipped,

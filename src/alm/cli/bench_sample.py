@@ -32,6 +32,7 @@ def register(bench_app: typer.Typer) -> None:
             "alm bench sample --model pico",
             "alm bench sample --model pico --device cpu --threads 1 --repeats 3 --max-tokens 256",
             "alm bench sample --run demo  # a trained run's weights",
+            "alm bench sample --model pico --int8 --no-peer --no-batch  # int8 vs fp32 weights",
         ),
     )(bench_sample)
 
@@ -69,6 +70,9 @@ def bench_sample(
     batch: Annotated[
         bool, typer.Option("--batch/--no-batch", help="Also time batched decoding (8 sequences at once).")
     ] = True,
+    int8: Annotated[
+        bool, typer.Option("--int8/--no-int8", help="Also time a copy with int8 weights.")
+    ] = False,
     threads: Annotated[
         int | None, typer.Option("--threads", help="CPU threads (default: torch's choice).")
     ] = None,
@@ -128,6 +132,7 @@ def bench_sample(
         with_hf=peer,
         compile=compile,
         batch=batch,
+        int8=int8,
         progress=progress,
     )
     if as_json:
@@ -149,6 +154,8 @@ LABELS = {
     "hf": "transformers generate",
     "llama_cpp": "llama.cpp",
     "batched": "alm batched (8 sequences)",
+    "int8": "alm int8 weights",
+    "llama_cpp_q8_0": "llama.cpp q8_0",
 }
 
 
@@ -203,6 +210,16 @@ def print_result(result: SampleBenchResult) -> None:
         bench.TARGET_VS_LLAMA_CPP,
     )
     _verdict("batched B=8 vs B=1 (aggregate)", result.batch_speedup, None, bench.TARGET_BATCH_SPEEDUP)
+    if result.int8_speedup is not None:
+        console.print(
+            f"[bold]int8 weights vs fp32 (both {'compiled' if result.int8_compiled else 'eager'}): "
+            f"{result.int8_speedup:.2f}×[/] wall-clock; "
+            f"{result.int8_speedup_cpu:.2f}× in CPU time (int8 matmul: {result.int8_kernel})"
+        )
+    if result.int8_vs_llama_cpp_q8_0 is not None:
+        console.print(
+            f"[bold]int8 weights vs llama.cpp q8_0: {result.int8_vs_llama_cpp_q8_0:.2f}×[/] wall-clock"
+        )
     if result.compile_seconds is not None:
         console.print(
             f"[dim]the compiled decode step was ready in {result.compile_seconds:.0f} s (on a CPU a package kept "
@@ -211,6 +228,8 @@ def print_result(result: SampleBenchResult) -> None:
     for name, why in result.skipped.items():
         console.print(f"[dim]{LABELS.get(name, name)}: not measured: {why}[/]")
     for timing in result.timings():
+        if timing.name in ("int8", "llama_cpp_q8_0"):  # other weights: their greedy text may rightly differ
+            continue
         if result.agreement(timing) < min(len(timing.tokens), len(result.cached.tokens)):
             err_console.print(
                 f"[yellow]warning:[/] {LABELS[timing.name]}'s greedy output diverges from alm's after "

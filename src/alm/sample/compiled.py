@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from alm.fileio import atomic_link, keep_most_recent
+from alm.fileio import atomic_link, cache_root, keep_most_recent
 from alm.model.cache import KVCache
-from alm.model.kernels import decode_attention_supports, load_decode_attention
+from alm.model.kernels import decode_attention_supports, ensure_kernels
 from alm.sample.gemm_tuning import TUNING_VERSION, batched_gemm_tuning
 
 if TYPE_CHECKING:
@@ -140,31 +140,11 @@ def _direct_call(package) -> CompiledStep:
 
 def decode_kernel_for(model: Transformer) -> bool:
     """Whether a CPU step of `model` calls alm's decode-attention kernel: where it applies (no build, ~10 s,
-    for a model that would not call it) and where it builds or was kept."""
+    for a model that would not call it) and where alm's kernels build or were kept (`ensure_kernels`; without
+    them the step uses Inductor's attention: ~5% slower at B=1, ~10% at B=8)."""
     cfg = model.config
     dtype, alibi = next(model.parameters()).dtype, cfg.position == "alibi"
-    return decode_attention_supports(cfg.head_dim, dtype, torch.device("cpu"), alibi) and load_decode_kernel()
-
-
-def load_decode_kernel() -> bool:
-    """Whether alm's decode-attention kernel is loaded (built once per machine and torch version, ~10 s, and kept
-    beside the compiled steps). Without it the step uses Inductor's attention: ~5% slower at B=1, ~10% at B=8."""
-    root = cache_root()
-    try:
-        load_decode_attention(root / "kernels" if root is not None else None)
-    except Exception:  # no usable toolchain for a torch extension: the step compiles without it
-        return False
-    return True
-
-
-def cache_root() -> Path | None:
-    """$ALM_CACHE_DIR, by default $XDG_CACHE_HOME/alm (or ~/.cache/alm); ALM_CACHE_DIR=off keeps nothing."""
-    root = os.environ.get("ALM_CACHE_DIR", "")
-    if root == "off":
-        return None
-    if not root:
-        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "alm"
-    return Path(root).expanduser()
+    return decode_attention_supports(cfg.head_dim, dtype, torch.device("cpu"), alibi) and ensure_kernels()
 
 
 def package_store() -> Path | None:
