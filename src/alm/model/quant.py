@@ -70,17 +70,15 @@ class Int8Linear(nn.Module):
         bias = linear.bias.detach().clone() if linear.bias is not None else None
         self.register_buffer("bias", bias)
         self.kernel: Kernel = kernel or default_kernel(weight.device)
-        if (
-            self.kernel == "alm" and not ensure_kernels()
-        ):  # asked for, but not buildable here: the same numbers
-            self.kernel = "dequant"
+        if self.kernel == "alm" and not ensure_kernels():
+            self.kernel = "dequant"  # asked for but not buildable here: the same numbers by another route
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
         scale = self.scale.to(x.dtype)
         if self.kernel == "int8pack":
             out = torch.ops.aten._weight_int8pack_mm(rows.contiguous(), self.weight_int8, scale)
-        elif self.kernel == "alm" and rows.shape[0] <= ALM_KERNEL_ROWS and rows.dtype == torch.float32:
+        elif self.kernel == "alm" and rows.shape[0] <= ALM_KERNEL_ROWS and _alm_kernel_takes(rows):
             out = torch.ops.alm.int8_linear(rows, self.weight_int8, scale)
         else:
             out = F.linear(rows, self.weight_int8.to(x.dtype)) * scale
@@ -94,6 +92,10 @@ class Int8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, kernel={self.kernel}"
+
+
+def _alm_kernel_takes(rows: torch.Tensor) -> bool:
+    return rows.dtype == torch.float32 and rows.device.type == "cpu"
 
 
 def check_mode(mode: str) -> QuantizeMode:
