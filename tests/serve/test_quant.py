@@ -30,8 +30,18 @@ def text() -> str:
 @pytest.fixture(scope="module")
 def trained(chat_tokenizer, text):
     """A small model trained for real on the first 20,000 characters (the rest is held out)."""
+    return train_tiny(chat_tokenizer, text, tie_embeddings=False)
+
+
+@pytest.fixture(scope="module")
+def trained_tied(chat_tokenizer, text):
+    """The same with the head tied to the embedding (whose int8 copy the head then reads)."""
+    return train_tiny(chat_tokenizer, text, tie_embeddings=True)
+
+
+def train_tiny(chat_tokenizer, text, *, tie_embeddings: bool):
     ids = torch.tensor(chat_tokenizer.encode(text[:20_000]))
-    model = tiny_model(chat_tokenizer.vocab_size, d_model=64, init_std=0.02)
+    model = tiny_model(chat_tokenizer.vocab_size, d_model=64, init_std=0.02, tie_embeddings=tie_embeddings)
     generator = torch.Generator().manual_seed(0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
@@ -113,7 +123,9 @@ def test_which_layers_are_quantised():
         quantize(tied, "int4")
 
 
-def test_int8_keeps_a_trained_models_quality(trained, chat_tokenizer, text):
+@pytest.mark.parametrize("head", ["untied", "tied"])
+def test_int8_keeps_a_trained_models_quality(head, request, chat_tokenizer, text):
+    trained = request.getfixturevalue("trained" if head == "untied" else "trained_tied")
     held_out = text[20_000:]
     fp32 = evaluate_text(trained, chat_tokenizer, held_out, device="cpu")
     for kernel in ("dequant", "int8pack", "alm"):
