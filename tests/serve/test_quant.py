@@ -172,7 +172,7 @@ def test_the_dashboard_reads_and_writes_quantize(tmp_path, trained, chat_tokeniz
 def test_an_int8_models_compiled_step_calls_alms_kernel_and_generates_its_eager_tokens(monkeypatch):
     """`--quantize int8 --compile` on the CPU: the exported step calls torch.ops.alm.int8_linear for every
     quantised layer (AOTInductor's proxy executor runs it), and decodes the eager int8 model's tokens. On pico,
-    one thread, this is ~1.7x the compiled fp32 step (docs/BENCHMARKS.md)."""
+    one thread, this is 1.8-1.9x the compiled fp32 step (docs/BENCHMARKS.md)."""
     import alm.sample.compiled as compiled
     from alm.sample import Engine
     from alm.sample.decoder import Decoder
