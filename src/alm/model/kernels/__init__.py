@@ -23,6 +23,7 @@ import torch
 from alm.fileio import atomic_link, cache_root, keep_most_recent
 
 SOURCES = [Path(__file__).with_name(name) for name in ("decode_attention.cpp", "int8_linear.cpp")]
+HEADERS = [Path(__file__).with_name("vec8.h")]  # included by the sources: part of what a build depends on
 LIBRARY = "alm_kernels"
 OPS = ("decode_attention", "int8_linear")
 KEEP_LIBRARIES = 2  # builds kept in a store (two torch versions sharing one cache directory)
@@ -72,7 +73,9 @@ def load_kernels(store: Path | None) -> None:
     isa = pick_vec_isa()
     digest = hashlib.blake2b(digest_size=12)
     digest.update(
-        "\n".join([torch.__version__, str(isa), *(source.read_text() for source in SOURCES)]).encode()
+        "\n".join(
+            [torch.__version__, str(isa), *(source.read_text() for source in [*SOURCES, *HEADERS])]
+        ).encode()
     )
     kept = store / f"{LIBRARY}-{digest.hexdigest()}.so" if store is not None else None
     if kept is not None and kept.is_file():

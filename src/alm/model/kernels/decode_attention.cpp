@@ -14,23 +14,13 @@
 #include <cstring>
 #include <vector>
 
+#include "vec8.h"
+
 namespace {
 
-// Eight floats (and ints) as GCC/Clang vectors: AVX on x86, two NEON registers on Apple Silicon.
-typedef float v8 __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
+using namespace alm_vec;
 constexpr int64_t kMaxHeadDim = 256;
 constexpr int64_t kPrefetchRows = 16;  // ~16 rows of 64 floats ahead: the memory latency at full bandwidth
-
-inline v8 load8(const float* p) {
-  v8 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-inline float sum8(v8 v) {
-  return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
-}
 
 inline void prefetch_row(const float* row, int64_t hd) {
   for (int64_t c = 0; c < hd; c += 16) __builtin_prefetch(row + c);  // 16 floats: one 64-byte line

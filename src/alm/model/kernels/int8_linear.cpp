@@ -12,19 +12,13 @@
 #include <immintrin.h>
 #endif
 
+#include "vec8.h"
+
 namespace {
 
-// Eight floats as a GCC/Clang vector: AVX on x86, two NEON registers on Apple Silicon.
-typedef float v8 __attribute__((vector_size(32)));
+using namespace alm_vec;
 typedef int8_t v8b __attribute__((vector_size(8)));
-typedef int32_t v8i __attribute__((vector_size(32)));
 constexpr int64_t kRows = 4;  // weight rows per block: 4 (or 8) accumulators, the widened weights in registers
-
-inline v8 load8(const float* p) {
-  v8 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 
 // Eight int8 as floats. GCC scalarises the generic conversion (a movsbl per lane), so AVX2 gets its two
 // instructions by name.
@@ -36,10 +30,6 @@ inline v8 widen8(const int8_t* p) {
   std::memcpy(&b, p, sizeof b);
   return __builtin_convertvector(__builtin_convertvector(b, v8i), v8);
 #endif
-}
-
-inline float sum8(v8 v) {
-  return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
 }
 
 // One x row times `R` weight rows (k a multiple of 8 up to K8, the rest scalar): two chains per weight row.
