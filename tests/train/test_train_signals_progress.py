@@ -6,6 +6,8 @@ import io
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,6 +50,27 @@ def test_second_signal_during_a_save_waits_for_the_save() -> None:
             os.kill(os.getpid(), signal.SIGINT)
             finished.append("rename done")
     assert finished == ["rename done"]
+
+
+@pytest.mark.parametrize("supervised", [True, False])
+def test_a_supervised_rank_whose_training_failed_outlives_the_supervisors_sigterm(supervised: bool) -> None:
+    """torchrun SIGTERMs the other processes as soon as one dies: a rank that lost its peer must still get its
+    error out (the CI saw it die with -15 in between); a process on its own keeps the default stop."""
+    script = f"""
+import os, signal
+from alm.train.signals import StopRequest
+try:
+    with StopRequest(announce=False, exiting=True, supervised={supervised}).installed():
+        raise RuntimeError("gloo: connection reset by peer")
+except RuntimeError:
+    os.kill(os.getpid(), signal.SIGTERM)  # torchrun's stop, while the error is on its way out
+    print("error: rank 1: another process of this run stopped answering", flush=True)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    if supervised:
+        assert done.returncode == 0 and "stopped answering" in done.stdout, done.stderr
+    else:
+        assert done.returncode == -signal.SIGTERM and not done.stdout
 
 
 def test_events_are_strict_json_lines_flushed_at_once(tmp_path: Path) -> None:

@@ -11,7 +11,10 @@ Handlers write with os.write: printing through Rich from inside a signal handler
 A process that exits when training stops (the CLI: `StopRequest(exiting=True)`) ignores further signals once a
 stop was requested: a late second Ctrl+C would otherwise land in the interpreter's shutdown and end it with a
 KeyboardInterrupt traceback from an atexit callback, or kill it (-2 instead of 130) once the interpreter has
-reset Python-level handlers to the default — which it does not do to SIG_IGN. Before training starts
+reset Python-level handlers to the default — which it does not do to SIG_IGN. Under a supervisor that stops
+every process when one fails (torchrun: SIGTERM to the survivors, SIGKILL 30 s later), an exiting process whose
+training failed ignores them too, so that it lives to say why (a rank that lost its peer) instead of dying
+silently with -15 while its error is on the way to the terminal. Before training starts
 (data preparation, model build) `interrupt_on_sigterm()` makes SIGTERM stop the command like Ctrl+C does — with
 a message and exit 130 — instead of killing it silently with 143.
 """
@@ -32,9 +35,10 @@ EXIT_INTERRUPTED = 130
 class StopRequest:
     """Counts stop signals; the training loop polls `requested` between optimizer steps."""
 
-    def __init__(self, *, announce: bool = True, exiting: bool = False):
+    def __init__(self, *, announce: bool = True, exiting: bool = False, supervised: bool = False):
         self.count = 0
         self.exiting = exiting  # the process exits once training stops: see the module docstring
+        self.supervised = supervised  # torchrun kills this process 30 s after its stop signal
         self.signum: int | None = None
         self.announce = announce
         self._critical = 0
@@ -93,12 +97,16 @@ class StopRequest:
         for signum in HANDLED:
             self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._handle)
+        failed = False
         try:
             yield self
+        except BaseException:
+            failed = True
+            raise
         finally:
+            ignore = self.exiting and (self.requested or (failed and self.supervised))
             for signum, handler in self._previous.items():
-                after = signal.SIG_IGN if self.exiting and self.requested else handler
-                signal.signal(signum, after)  # type: ignore[arg-type]
+                signal.signal(signum, signal.SIG_IGN if ignore else handler)  # type: ignore[arg-type]
             self._previous.clear()
 
 
