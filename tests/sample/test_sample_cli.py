@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 
@@ -40,6 +41,20 @@ def test_greedy_sample_streams_the_memorised_text_deterministically(run_dir, par
     assert first.stdout == PARROT_CONTINUATION + "\n"
     assert second.stdout == first.stdout
     assert "step 10" in first.stderr and f"{n_new} tokens" in first.stderr
+
+
+@pytest.mark.slow
+def test_compiled_sampling_says_it_compiles_and_reports_decode_speed_without_it(run_dir, parrot, monkeypatch):
+    import alm.sample.compiled as compiled
+
+    monkeypatch.setenv("ALM_CACHE_DIR", str(run_dir.parent / "cache"))  # a fresh store: a real compile
+    monkeypatch.setattr(compiled, "CPU_COMPILE_OPTIONS", {"freezing": True})  # seconds, not a minute
+    _, n_new = parrot
+    result = sample("--prompt", PARROT_PROMPT, "--greedy", "--max-tokens", str(n_new), "--compile")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == PARROT_CONTINUATION + "\n"  # the eager text
+    assert "compiling the decode step" in result.stderr  # before a silence that would look like a hang
+    assert re.search(r"tok/s, compiling \d+ s, stopped by length", result.stderr), result.stderr
 
 
 def test_stop_strings_and_stdin_prompt(run_dir, parrot):

@@ -70,7 +70,7 @@ def test_the_attention_kernel_is_built_only_for_a_model_that_calls_it(monkeypatc
 
 
 @pytest.mark.slow
-def test_the_next_decoder_loads_the_kept_step_and_an_unreadable_one_is_rebuilt(monkeypatch, tmp_path):
+def test_the_next_decoder_loads_the_kept_step_and_an_unreadable_one_is_rebuilt(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("ALM_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(compiled, "CPU_COMPILE_OPTIONS", {"freezing": True})  # seconds, not a minute
     builds = []
@@ -101,9 +101,13 @@ def test_the_next_decoder_loads_the_kept_step_and_an_unreadable_one_is_rebuilt(m
             token = eager.step(token, [0]).argmax(-1)
             expected.append(int(token))
 
-    assert greedy() == expected and len(builds) == 1
+    def compile_notices() -> int:  # the minute of compiling is announced (`alm` shows it), a load is not
+        return sum("compiling the decode step" in record.getMessage() for record in caplog.records)
+
+    caplog.set_level("INFO", logger="alm")
+    assert greedy() == expected and len(builds) == 1 and compile_notices() == 1
     [package] = (tmp_path / "decode-steps").glob("*.pt2")
-    assert greedy() == expected and len(builds) == 1  # loaded, not built
+    assert greedy() == expected and len(builds) == 1 and compile_notices() == 1  # loaded, not built
     package.write_bytes(package.read_bytes()[:1000])  # truncated (a full disk, a killed copy)
     assert greedy() == expected and len(builds) == 2
     assert package.stat().st_size > 1000  # replaced by the rebuilt package

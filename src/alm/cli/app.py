@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from alm import __version__
+from alm.cli.common import show_notices
 from alm.cli.help import AlmGroup
 
 app = typer.Typer(
@@ -52,6 +53,7 @@ def _root(
     ] = False,
 ) -> None:
     """alm — train, study and sample small language models on your own machine."""
+    show_notices()
 
 
 def _register_all() -> None:

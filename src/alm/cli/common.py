@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
@@ -20,6 +21,31 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class NoticeHandler(logging.Handler):
+    """alm's library notices on stderr, by rank 0 only: one-time work that would otherwise look like a hang (a
+    kernel build, a compile) dimmed, warnings as warnings, errors with their traceback (a bug to report)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from alm.train.dist import is_main_process
+
+        if not is_main_process():
+            return
+        if record.levelno >= logging.ERROR:
+            err_console.print(self.format(record), markup=False, soft_wrap=True)
+        elif record.levelno >= logging.WARNING:
+            err_console.print(f"[yellow]warning:[/] {escape(record.getMessage())}", soft_wrap=True)
+        else:
+            err_console.print(f"[dim]{escape(record.getMessage())}[/]", soft_wrap=True)
+
+
+def show_notices() -> None:
+    """Let alm's library code (logger `alm`) speak to the terminal at INFO and above; idempotent."""
+    logger = logging.getLogger("alm")
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(handler, NoticeHandler) for handler in logger.handlers):
+        logger.addHandler(NoticeHandler())
 
 
 def set_option(example: str) -> Any:

@@ -171,9 +171,11 @@ def _print_in_order(stream: BatchStream, prompt: str, start: float) -> None:
         out.write("\n")
         out.flush()
         info = stream.infos[i]
-        elapsed = max(time.perf_counter() - start, 1e-9)
+        compiling = stream.engine.decoder.compile_seconds  # a minute once per model: not the decode speed
+        elapsed = max(time.perf_counter() - start - compiling, 1e-9)
+        compiled = f", compiling {compiling:.0f} s" if compiling >= 0.5 else ""
         err_console.print(
-            f"[dim]{info.new_tokens} tokens, {info.new_tokens / elapsed:.1f} tok/s, "
+            f"[dim]{info.new_tokens} tokens, {info.new_tokens / elapsed:.1f} tok/s{compiled}, "
             f"stopped by {info.stop_reason or 'interrupt'}, seed {info.seed}[/]"
         )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
 import warnings
@@ -27,6 +28,8 @@ from alm.fileio import atomic_link, cache_root, keep_most_recent
 from alm.model.cache import KVCache
 from alm.model.kernels import decode_attention_supports, ensure_kernels
 from alm.sample.gemm_tuning import TUNING_VERSION, batched_gemm_tuning
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from alm.model.transformer import Transformer
@@ -114,6 +117,8 @@ def compile_cpu_step(model: Transformer, example: StepInputs, *, dynamic_keys: b
         warnings.catch_warnings(),
     ):
         warnings.filterwarnings("ignore", "TypedStorage is deprecated")  # raised inside Inductor's autotuner
+        kept_note = "; kept for the next run of this model" if kept is not None else ""
+        log.info(f"compiling the decode step (AOTInductor: about a minute{kept_note})")
         path = str(Path(tmp) / "step.pt2")  # a str: a Path fails the packager's own check
         package = torch._inductor.aoti_compile_and_package(program, package_path=path)
         if kept is not None:
@@ -184,6 +189,7 @@ def compile_cuda_step(model: Transformer, cache: KVCache) -> CompiledStep:
         torch._dynamo.mark_static_address(tensor)
     graph = torch.compile(DecodeStep(model), mode="reduce-overhead", dynamic=False)
     warm = False
+    log.info("compiling the decode step (torch.compile with CUDA graphs: up to a minute)")
 
     def step(tokens, positions, key_positions, keys, values) -> torch.Tensor:
         nonlocal warm

@@ -17,6 +17,7 @@ the same step runs eagerly and `compile_note` says why.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -79,6 +80,7 @@ class Decoder:
         self.static_shapes = self.device.type == "cuda"
         self.compiled, self.compile_note = False, ""  # the note says why a requested compile is not used
         self._compiled_step: CompiledStep | None = None  # built by the first step: compiling traces a call
+        self.compile_seconds = 0.0  # the first compiled step, build (or load) included: not decoding time
         if compile == "on" or (compile == "auto" and self.device.type == "cuda"):
             supported, self.compile_note = compile_support(self.device)
             self.compiled = supported
@@ -177,12 +179,14 @@ class Decoder:
 
     def _run_compiled(self, n_keys: int) -> torch.Tensor:
         inputs = (self.tokens, self.positions, self._key_positions[:n_keys])
-        if self._compiled_step is None:
-            if self.static_shapes:
-                self._compiled_step = compile_cuda_step(self.model, self.cache)
-            else:  # one library for every key bucket, unless the context holds only one
-                dynamic = self.max_len > KEY_BUCKET
-                self._compiled_step = compile_cpu_step(
-                    self.model, (*inputs, self.cache), dynamic_keys=dynamic
-                )
-        return self._compiled_step(*inputs, self.cache.keys, self.cache.values)
+        if self._compiled_step is not None:
+            return self._compiled_step(*inputs, self.cache.keys, self.cache.values)
+        started = time.perf_counter()
+        if self.static_shapes:  # torch.compile: the first call compiles
+            self._compiled_step = compile_cuda_step(self.model, self.cache)
+        else:  # one library for every key bucket, unless the context holds only one
+            dynamic = self.max_len > KEY_BUCKET
+            self._compiled_step = compile_cpu_step(self.model, (*inputs, self.cache), dynamic_keys=dynamic)
+        logits = self._compiled_step(*inputs, self.cache.keys, self.cache.values)
+        self.compile_seconds += time.perf_counter() - started
+        return logits

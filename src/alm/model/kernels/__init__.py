@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -27,6 +28,9 @@ HEADERS = [Path(__file__).with_name("vec8.h")]  # included by the sources: part 
 LIBRARY = "alm_kernels"
 OPS = ("decode_attention", "int8_linear")
 KEEP_LIBRARIES = 2  # builds kept in a store (two torch versions sharing one cache directory)
+log = logging.getLogger(
+    __name__
+)  # the CLI shows alm's notices (alm.notices); a library user's logging decides
 
 
 def kernels_loaded() -> bool:
@@ -84,6 +88,7 @@ def load_kernels(store: Path | None) -> None:
             os.utime(kept)  # the most recently used is pruned last
     if not kernels_loaded():
         with tempfile.TemporaryDirectory(prefix="alm-kernels-") as tmp:
+            log.info("building alm's CPU kernels (once per machine and torch version, ~15 s)")
             built = _build(tmp, isa)
             # Loaded before it is kept: a library that will not load is never kept.
             torch.ops.load_library(built)
