@@ -52,15 +52,22 @@ def test_second_signal_during_a_save_waits_for_the_save() -> None:
     assert finished == ["rename done"]
 
 
+GUARDS = {  # the trainer's handlers, and the planning before them (rank 0 failed while planning the run)
+    "training": "StopRequest(announce=False, exiting=True, supervised={supervised}).installed()",
+    "planning": "interrupt_on_sigterm(supervised={supervised})",
+}
+
+
+@pytest.mark.parametrize("guard", GUARDS)
 @pytest.mark.parametrize("supervised", [True, False])
-def test_a_supervised_rank_whose_training_failed_outlives_the_supervisors_sigterm(supervised: bool) -> None:
+def test_a_supervised_rank_that_failed_outlives_the_supervisors_sigterm(guard: str, supervised: bool) -> None:
     """torchrun SIGTERMs the other processes as soon as one dies: a rank that lost its peer must still get its
     error out (the CI saw it die with -15 in between); a process on its own keeps the default stop."""
     script = f"""
 import os, signal
-from alm.train.signals import StopRequest
+from alm.train.signals import StopRequest, interrupt_on_sigterm
 try:
-    with StopRequest(announce=False, exiting=True, supervised={supervised}).installed():
+    with {GUARDS[guard].format(supervised=supervised)}:
         raise RuntimeError("gloo: connection reset by peer")
 except RuntimeError:
     os.kill(os.getpid(), signal.SIGTERM)  # torchrun's stop, while the error is on its way out

@@ -58,13 +58,13 @@ def run_plan(plan: RunPlan, progress: str | None, next_commands: list[str] | Non
     """Train `plan` holding its run's lock, then say how it ended and what to run next (`next_commands`,
     else sampling and listing); exit 130 when stopped, 1 when the numbers went non-finite."""
     from alm.errors import AlmError, Interrupted
-    from alm.train.dist import is_main_process, rank_info
+    from alm.train.dist import is_main_process, supervised
     from alm.train.signals import StopRequest
     from alm.train.trainer import train as run_training
 
     with plan:  # holds the run's lock until training ends
         # Under torchrun rank 0 speaks for all, and a rank whose peer died must outlive torchrun's SIGTERM to say so.
-        stop = StopRequest(exiting=True, announce=is_main_process(), supervised=rank_info()[1] > 1)
+        stop = StopRequest(exiting=True, announce=is_main_process(), supervised=supervised())
         result = run_training(plan, console=console, progress=progress, stop=stop)
     if not is_main_process():
         return

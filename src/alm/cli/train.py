@@ -116,6 +116,7 @@ def train(
 
     Builds the cleaned text, tokenizer and shards first when they are missing. Ctrl+C stops after the current step and saves a checkpoint; `alm resume RUN` continues exactly where it stopped. --nproc N trains on N processes (torchrun), with the loss curve of one process.
     """
+    from alm.train.dist import supervised
     from alm.train.launch import default_run_name_for, plan_train
     from alm.train.parallel import process_group
     from alm.train.signals import interrupt_on_sigterm
@@ -131,7 +132,10 @@ def train(
         name = run or default_run_name_for(model, init_from)  # chosen here: the processes must agree on it
         cfg = load_run_config(model, train_config, data, sets)
         _launch(nproc, port, cfg, RunDir(run_path(name, runs_dir)), name=None if run else name)
-    with interrupt_on_sigterm(), process_group():  # under torchrun: rank 0 plans (and builds the data) first
+    with (
+        interrupt_on_sigterm(supervised=supervised()),
+        process_group(),
+    ):  # under torchrun: rank 0 plans (and builds the data) first
         plan = plan_run(
             lambda: plan_train(
                 model,
@@ -176,6 +180,7 @@ def resume(
     from alm.cli.finetune import next_commands
     from alm.errors import UsageError
     from alm.finetune.launch import finetune_mode, plan_finetune_resume
+    from alm.train.dist import supervised
     from alm.train.launch import plan_resume
     from alm.train.parallel import process_group
     from alm.train.signals import interrupt_on_sigterm
@@ -184,7 +189,10 @@ def resume(
     sets = device_overrides(device, overrides(set_))
     if _several(nproc):
         _launch(nproc, port, *_saved_config(run, runs_dir, sets))
-    with interrupt_on_sigterm(), process_group():  # under torchrun: rank 0 plans while the others wait
+    with (
+        interrupt_on_sigterm(supervised=supervised()),
+        process_group(),
+    ):  # under torchrun: rank 0 plans while the others wait
         if finetune_mode(run, runs_dir):  # `alm sft` / `alm dpo` runs rebuild their own data and objective
             if checkpoint != "last":
                 raise UsageError("--checkpoint: a fine-tuning run resumes from its last.pt only")

@@ -25,6 +25,12 @@ def is_main_process() -> bool:
     return rank_info()[0] == 0
 
 
+def supervised() -> bool:
+    """Whether torchrun runs this process among others: it stops them all when one fails (SIGTERM, then SIGKILL
+    30 s later)."""
+    return rank_info()[1] > 1
+
+
 def local_rank() -> int:
     """This process's index on its node (the CUDA device it drives)."""
     return int(os.environ.get("LOCAL_RANK", "0"))

@@ -111,14 +111,22 @@ class StopRequest:
 
 
 @contextlib.contextmanager
-def interrupt_on_sigterm() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt, as Ctrl+C does (main thread only; elsewhere a no-op)."""
+def interrupt_on_sigterm(*, supervised: bool = False) -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl+C does (main thread only; elsewhere a no-op). `supervised`
+    (under torchrun): a failure leaving the block ignores stop signals from then on, as `StopRequest` does."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        if supervised:  # e.g. rank 0 failed while planning: this rank says so before torchrun's SIGTERM lands
+            for signum in HANDLED:
+                signal.signal(signum, signal.SIG_IGN)
+        raise
     finally:
         # Unless replaced since: a trainer that stopped leaves SIGTERM ignored for the rest of the exit.
         if signal.getsignal(signal.SIGTERM) is signal.default_int_handler:
