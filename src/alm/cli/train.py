@@ -132,10 +132,8 @@ def train(
         name = run or default_run_name_for(model, init_from)  # chosen here: the processes must agree on it
         cfg = load_run_config(model, train_config, data, sets)
         _launch(nproc, port, cfg, RunDir(run_path(name, runs_dir)), name=None if run else name)
-    with (
-        interrupt_on_sigterm(supervised=supervised()),
-        process_group(),
-    ):  # under torchrun: rank 0 plans (and builds the data) first
+    # Under torchrun rank 0 plans (and builds the data) first.
+    with interrupt_on_sigterm(supervised=supervised()), process_group():
         plan = plan_run(
             lambda: plan_train(
                 model,
@@ -189,10 +187,8 @@ def resume(
     sets = device_overrides(device, overrides(set_))
     if _several(nproc):
         _launch(nproc, port, *_saved_config(run, runs_dir, sets))
-    with (
-        interrupt_on_sigterm(supervised=supervised()),
-        process_group(),
-    ):  # under torchrun: rank 0 plans while the others wait
+    # Under torchrun rank 0 plans while the others wait.
+    with interrupt_on_sigterm(supervised=supervised()), process_group():
         if finetune_mode(run, runs_dir):  # `alm sft` / `alm dpo` runs rebuild their own data and objective
             if checkpoint != "last":
                 raise UsageError("--checkpoint: a fine-tuning run resumes from its last.pt only")

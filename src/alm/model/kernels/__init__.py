@@ -28,9 +28,8 @@ HEADERS = [Path(__file__).with_name("vec8.h")]  # included by the sources: part 
 LIBRARY = "alm_kernels"
 OPS = ("decode_attention", "int8_linear")
 KEEP_LIBRARIES = 2  # builds kept in a store (two torch versions sharing one cache directory)
-log = logging.getLogger(
-    __name__
-)  # the CLI shows alm's notices (alm.notices); a library user's logging decides
+# Notices of slow one-time work: the CLI shows the `alm` logger's; a library user's logging decides.
+log = logging.getLogger(__name__)
 
 
 def kernels_loaded() -> bool:
