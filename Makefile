@@ -70,8 +70,8 @@ device-check: $(VENV)/.installed-dev
 check: lint typecheck layers
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/pyright
@@ -80,8 +80,8 @@ layers: $(VENV)/.installed-dev
 	$(BIN)/lint-imports
 
 fmt: $(VENV)/.installed-dev
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests scripts
+	$(BIN)/ruff check --fix src tests scripts
 
 check-device: $(VENV)/.installed
 	$(BIN)/alm doctor

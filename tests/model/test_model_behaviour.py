@@ -141,6 +141,8 @@ def test_logits_to_keep_returns_the_last_positions(make_model) -> None:
     idx = torch.randint(0, 61, (2, 10))
     full = model(idx).logits
     torch.testing.assert_close(model(idx, logits_to_keep=1).logits, full[:, -1:])
+    at = torch.tensor([3, 9])  # one position per row: right-padded prompts of 4 and 10 tokens
+    torch.testing.assert_close(model(idx, logits_at=at).logits, full[torch.arange(2), at].unsqueeze(1))
 
 
 @pytest.mark.parametrize("variant", ["rope", "alibi-6-heads-gqa", "dual"])

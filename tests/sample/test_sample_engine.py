@@ -10,7 +10,7 @@ from sample_helpers import PARROT_PROMPT, tiny_model
 
 from alm.errors import UsageError
 from alm.sample import Engine, GenerationInfo, SamplingConfig, generate, generate_many, generate_tokens
-from alm.sample.decoder import Decoder, compile_support
+from alm.sample.decoder import PAD_ALLOWANCE, Decoder, compile_support, shared_prefills
 
 GREEDY = SamplingConfig(greedy=True, max_new_tokens=20)
 VARIANTS = {
@@ -67,28 +67,49 @@ def test_each_sequence_generates_alone_what_it_generates_batched(variant):
     assert len(set(seqs[0].tokens)) > 3  # a real sequence, not one token repeated
 
 
-def test_sequences_admitted_together_share_their_prefill():
-    """A burst of prompts costs one forward per run of neighbouring slots with prompts of one length; a prompt
-    given twice is computed once (its keys copied) and generates exactly what it generates alone."""
-    model = tiny_model().eval()
-    prompts = [[3, 14, 15], [9, 2, 6], [5, 35, 8, 9, 7], [3, 14, 15]]
-    expected = [alone(model, p, GREEDY)[0] for p in prompts]
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_sequences_admitted_together_share_their_prefill(variant):
+    """A burst of prompts costs one forward per run of neighbouring slots, right-padded to the longest while the
+    padding is cheaper than the forwards it saves; a prompt given twice is computed once (its keys copied). Each
+    generates exactly what it generates alone, for every position scheme (the padding's keys stay out of reach)."""
+    model = tiny_model(max_seq_len=96, **VARIANTS[variant]).eval()
+    long = [
+        (7 * i) % 60 + 1 for i in range(45)
+    ]  # 42 positions of padding beside a 3-token prompt: its own forward
+    prompts = [[3, 14, 15], [9, 2, 6], [5, 35, 8, 9, 7], long, [3, 14, 15]]
+    cfg = GREEDY.replace(max_new_tokens=40)  # past the short prompts' padded positions
+    expected = [alone(model, p, cfg)[0] for p in prompts]
     forwards = []
     model.register_forward_hook(lambda module, args, output: forwards.append(args[0].shape))
-    engine = Engine(model, device="cpu", slots=4)
-    seqs = [engine.submit(p, GREEDY) for p in prompts]
+    engine = Engine(model, device="cpu", slots=5)
+    seqs = [engine.submit(p, cfg) for p in prompts]
     run_all(engine)
-    assert forwards == [(2, 3), (1, 5)]  # slots 0-1 together, slot 2 alone, slot 3 a copy of slot 0
+    assert forwards == [(3, 5), (1, 45)]  # slots 0-2 padded to 5, slot 3 alone, slot 4 a copy of slot 0
     assert [s.tokens for s in seqs] == expected
+
+
+def test_shared_prefills_group_neighbours_while_the_padding_pays():
+    def lengths(*pairs):
+        groups = shared_prefills([(slot, tuple(range(n))) for slot, n in pairs])
+        return [[len(ids) for _, ids in group] for group in groups]
+
+    assert lengths((0, 4), (1, 4), (2, 4)) == [[4, 4, 4]]
+    assert lengths((0, 4), (1, 4 + PAD_ALLOWANCE)) == [[4, 4 + PAD_ALLOWANCE]]  # padding within the allowance
+    assert lengths((0, 4), (1, 5 + PAD_ALLOWANCE)) == [[4], [5 + PAD_ALLOWANCE]]
+    assert lengths((0, 4), (2, 4)) == [[4], [4]]  # not neighbours: one cache view per forward
+    assert lengths((0, 20), (1, 10), (2, 10)) == [[20, 10, 10]]  # 20 padded positions save two forwards
 
 
 def test_a_repeated_prompt_is_prefilled_once_and_bitwise_equal():
     model = tiny_model().eval()
     decoder, alone_decoder = Decoder(model, 3, device="cpu"), Decoder(model, 1, device="cpu")
     with torch.inference_mode():
-        logits = decoder.prefill_many([2, 0, 1], [[7, 1, 8], [7, 1, 8], [7, 1, 8, 2]])
+        samples = decoder.prefill_many([2, 0, 1], [[7, 1, 8]] * 3)  # `alm sample --num-samples 3`
         expected = alone_decoder.prefill(0, [7, 1, 8])
-    assert torch.equal(logits[0], expected[0]) and torch.equal(logits[1], expected[0])
+        assert all(torch.equal(row, expected[0]) for row in samples)  # as if each were alone
+        logits = decoder.prefill_many([2, 0, 1], [[7, 1, 8], [7, 1, 8], [7, 1, 8, 2]])
+    assert torch.equal(logits[0], logits[1])
+    torch.testing.assert_close(logits[0], expected[0])  # computed beside a longer prompt, padded
     assert decoder.lengths == [3, 4, 3]
     for keys in (*decoder.cache.keys, *decoder.cache.values):
         assert torch.equal(keys[0, :, :3], keys[2, :, :3])

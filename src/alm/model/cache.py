@@ -98,7 +98,7 @@ class KVCache:
 
     def rows(self, start: int, stop: int) -> KVCache:
         """Rows [start, stop) as a cache of their own (length 0) sharing this cache's memory: several
-        sequences of one length prefill together, in one forward."""
+        neighbouring sequences prefill together, in one forward (right-padded to the longest)."""
         return KVCache.of([k[start:stop] for k in self.keys], [v[start:stop] for v in self.values])
 
     def copy_row(self, source: int, target: int, length: int) -> None:

@@ -126,9 +126,11 @@ class Transformer(nn.Module):
         cache: KVCache | None = None,
         *,
         logits_to_keep: int | None = None,
+        logits_at: torch.Tensor | None = None,
     ) -> ModelOutput:
         """idx [B, T] token ids. With a cache, they continue the cached sequence (prefill, chunk, or one token).
-        `logits_to_keep=n` computes logits for the last n positions only (sampling needs just the last)."""
+        `logits_to_keep=n` computes logits for the last n positions only (sampling needs just the last);
+        `logits_at` [B] for one position per row, [B, 1, V] (right-padded prompts of different lengths)."""
         if idx.ndim != 2:
             raise UsageError(f"expected token ids shaped [batch, time], got shape {tuple(idx.shape)}")
         B, T = idx.shape
@@ -141,8 +143,10 @@ class Transformer(nn.Module):
             )
         if cache is not None:
             cache.check_fits(B, T)
-        if targets is not None and logits_to_keep is not None:
-            raise UsageError("logits_to_keep cannot be combined with targets: the loss needs every position")
+        if targets is not None and (logits_to_keep is not None or logits_at is not None):
+            raise UsageError(
+                "logits_to_keep/logits_at cannot be combined with targets: the loss needs every position"
+            )
 
         x = self.tok_emb(idx)
         if self.pos_emb is not None:
@@ -161,6 +165,8 @@ class Transformer(nn.Module):
         x = self.norm(x)
         if logits_to_keep is not None:
             x = x[:, -logits_to_keep:]
+        if logits_at is not None:
+            x = x[torch.arange(B, device=x.device), logits_at].unsqueeze(1)
         if routed:
             aux_loss = torch.stack([r.aux_loss for r in routed]).mean()
             stats = {

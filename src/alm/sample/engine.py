@@ -259,7 +259,7 @@ class Engine:
                 admitted.append(seq)
                 if seq.cfg.repetition_penalty != 1.0:
                     seq.seen = presence_mask(seq.ids, self.vocab_size, self.device)
-        if admitted:  # together: prompts of one length share a forward
+        if admitted:  # together: neighbouring prompts share a forward
             slots = [_slot(seq) for seq in admitted]
             logits = self.decoder.prefill_many(slots, [seq.ids for seq in admitted])
             self._logits[slots] = logits.float()  # a model in another dtype still samples from fp32 logits
