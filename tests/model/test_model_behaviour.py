@@ -8,6 +8,7 @@ import pytest
 import torch
 from model_testing import VARIANTS, tiny_config, tiny_model
 
+from alm.errors import UsageError
 from alm.model import Transformer
 from alm.model.ffn import DualFFN, SwiGLU
 from alm.model.info import count_params, model_summary
@@ -143,6 +144,8 @@ def test_logits_to_keep_returns_the_last_positions(make_model) -> None:
     torch.testing.assert_close(model(idx, logits_to_keep=1).logits, full[:, -1:])
     at = torch.tensor([3, 9])  # one position per row: right-padded prompts of 4 and 10 tokens
     torch.testing.assert_close(model(idx, logits_at=at).logits, full[torch.arange(2), at].unsqueeze(1))
+    with pytest.raises(UsageError, match="not both"):
+        model(idx, logits_to_keep=1, logits_at=at)
 
 
 @pytest.mark.parametrize("variant", ["rope", "alibi-6-heads-gqa", "dual"])

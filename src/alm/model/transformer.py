@@ -143,6 +143,8 @@ class Transformer(nn.Module):
             )
         if cache is not None:
             cache.check_fits(B, T)
+        if logits_to_keep is not None and logits_at is not None:
+            raise UsageError("give logits_to_keep or logits_at, not both")
         if targets is not None and (logits_to_keep is not None or logits_at is not None):
             raise UsageError(
                 "logits_to_keep/logits_at cannot be combined with targets: the loss needs every position"

@@ -37,8 +37,8 @@ CompileMode = Literal["auto", "on", "off"]
 # Cached positions read per step are rounded up to this: one compiled graph serves every length (dynamic
 # shapes), and attention reads at most KEY_BUCKET - 1 stale positions, each masked.
 KEY_BUCKET = 64
-# Padded positions a shared prefill may compute per forward it saves. Measured on pico, a CPU thread, bursts of 8
-# prompts: 16 and 32 gave 1.7-2.0x for 10-21 tokens and 1.06-1.18x for 27-122; at 64, the longest burst lost.
+# Padded positions a shared prefill may compute per forward it saves. Measured on pico, bursts of 8 prompts
+# (scripts/bench_prefill.py): 1.8-2.1x for 10-21 tokens, 1.05-1.6x for 27-122; at 64, the longest bursts lost.
 PAD_ALLOWANCE = 16
 
 
