@@ -39,6 +39,7 @@ def test_bench_cli_runs_on_a_model_file(tmp_path):
     record = json.loads(result.stdout)
     assert record["new_tokens"] == 6 and record["recompute_agree_tokens"] == 6 and record["vs_hf"] is None
     assert record["int8_speedup"] is None  # only when --int8 asks for it
+    assert torch.backends.cpu.get_cpu_capability() in record["device"]  # AVX2 and AVX-512 figures differ
     int8 = CliRunner().invoke(
         app, [*args, "--repeats", "1", "--no-peer", "--no-compile", "--no-batch", "--int8"]
     )

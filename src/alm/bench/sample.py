@@ -484,7 +484,9 @@ def describe_device(device: torch.device) -> str:
         return f"cuda ({torch.cuda.get_device_name(device)})"
     if device.type == "mps":
         return f"mps ({platform.machine()} {platform.mac_ver()[0]})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    # The vector ISA torch's kernels use (AVX2, AVX512, ...): decode figures differ by it at one bandwidth.
+    isa = torch.backends.cpu.get_cpu_capability()
+    return f"cpu ({platform.processor() or platform.machine()} {isa}, {torch.get_num_threads()} threads)"
 
 
 __all__ = [
