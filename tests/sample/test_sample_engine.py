@@ -73,9 +73,8 @@ def test_sequences_admitted_together_share_their_prefill(variant):
     padding is cheaper than the forwards it saves; a prompt given twice is computed once (its keys copied). Each
     generates exactly what it generates alone, for every position scheme (the padding's keys stay out of reach)."""
     model = tiny_model(max_seq_len=96, **VARIANTS[variant]).eval()
-    long = [
-        (7 * i) % 60 + 1 for i in range(45)
-    ]  # 42 positions of padding beside a 3-token prompt: its own forward
+    # 42 positions of padding beside a 3-token prompt: its own forward
+    long = [(7 * i) % 60 + 1 for i in range(45)]
     prompts = [[3, 14, 15], [9, 2, 6], [5, 35, 8, 9, 7], long, [3, 14, 15]]
     cfg = GREEDY.replace(max_new_tokens=40)  # past the short prompts' padded positions
     expected = [alone(model, p, cfg)[0] for p in prompts]

@@ -116,11 +116,8 @@ class Decoder:
             padded = [[*ids, *[0] * (longest - len(ids))] for _, ids in group]  # any id: never attended to
             idx = torch.tensor(padded, dtype=torch.long, device=self.device)
             rows = self.cache.rows(group[0][0], group[-1][0] + 1)
-            if min(lengths) == longest:
-                out = self.model(idx, cache=rows, logits_to_keep=1).logits[:, -1]
-            else:
-                last = torch.tensor([n - 1 for n in lengths], device=self.device)
-                out = self.model(idx, cache=rows, logits_at=last).logits[:, -1]
+            last = torch.tensor([n - 1 for n in lengths], device=self.device)  # each row's last real position
+            out = self.model(idx, cache=rows, logits_at=last).logits[:, -1]
             logits.update((ids, row) for (_, ids), row in zip(group, out, strict=True))
         for slot, ids in zip(slots, prompts, strict=True):
             source = first[tuple(ids)]
