@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import sys
 import time
 
 import torch
 
 import alm.sample.decoder as decoder_module
+from alm.errors import AlmError
 from alm.model import Transformer
 from alm.model.presets import load_model_config
 
@@ -33,7 +35,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = Transformer(load_model_config(args.model, ["vocab_size=4096"])).eval()
+    try:
+        model = Transformer(load_model_config(args.model, ["vocab_size=4096"])).eval()
+    except AlmError as exc:  # an unknown preset or a bad YAML: say so, exit 2
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     decoder = decoder_module.Decoder(model, args.slots, device="cpu")
     allowances = (0, decoder_module.PAD_ALLOWANCE)
     rng = random.Random(0)
